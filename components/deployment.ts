@@ -1,0 +1,254 @@
+import * as command from "@pulumi/command";
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import { KongCluster } from "./cluster";
+import { Settings, nodePorts } from "./config";
+import { SharedDatabase } from "./database";
+import { PlannedStep, Runbook, names, planRunbook } from "./plan";
+import { stepCommand } from "./step";
+import { KongVersion } from "./versions";
+import { kongPgEnv } from "../steps/lib/kong";
+import { ClusterRef, DbTarget, KongRun, SECRET_ENV } from "../steps/lib/spec";
+
+export interface KongDeploymentArgs {
+    /** Validated settings (config.ts): what runs now, what to upgrade to, where the database is. */
+    settings: Settings;
+    /** Kong's database password, a secret Output. */
+    password: pulumi.Output<string>;
+    /** Embedded database superuser password, a secret Output. */
+    adminPassword: pulumi.Output<string>;
+    /** Enterprise license, a secret Output, when configured. */
+    license?: pulumi.Output<string>;
+}
+
+/**
+ * Kong on a shared PostgreSQL database, in one of three shapes (plan.ts):
+ * steady (cluster X), upgrade (X → Y in place; X not declared, so deleted last) or rollback
+ * (Y → X through the snapshot; Y not declared). Every step waits for the one before it through
+ * declared dependencies, so the engine cannot run them out of order and stops at the first failure.
+ */
+export class KongDeployment extends pulumi.ComponentResource {
+    public readonly runbook: Runbook;
+    /** The cluster serving when the run completes. */
+    public readonly serving: KongCluster;
+    /** Result of the snapshot step (upgrade) or restore step (rollback), as JSON. */
+    public readonly snapshot?: pulumi.Output<string>;
+
+    private readonly s: Settings;
+    private readonly args: KongDeploymentArgs;
+    private readonly done = new Map<string, pulumi.Resource[]>();
+    private readonly images = new Map<string, docker.RemoteImage>();
+
+    constructor(name: string, args: KongDeploymentArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("kong-upgrade:index:KongDeployment", name, {}, opts);
+        this.s = args.settings;
+        this.args = args;
+        this.runbook = planRunbook(this.s);
+        const network = new docker.Network("network", { name: this.s.network, labels: [{ label: "kong-upgrade.stack", value: this.s.stack }] },
+            { parent: this });
+        const database = new SharedDatabase(names.database, {
+            settings: this.s.database, password: args.password, adminPassword: args.adminPassword,
+            networkName: network.name, stack: this.s.stack,
+        }, { parent: this });
+
+        let serving: KongCluster | undefined;
+        let snapshot: pulumi.Output<string> | undefined;
+        for (const step of this.runbook.steps) {
+            const after = this.after(step);
+            switch (step.kind) {
+                case "database":
+                    this.done.set(step.resources[0], [network, ...database.ready]);
+                    break;
+                case "images":
+                    for (const r of step.resources) this.done.set(r, []);
+                    this.imageVersions().forEach((v) => {
+                        const image = new docker.RemoteImage(names.image(v), { name: this.imageRef(v), keepLocally: true }, { parent: this });
+                        this.images.set(v.text, image);
+                        this.done.set(names.image(v), [image]);
+                    });
+                    break;
+                case "nodes": {
+                    const v = step.version!;
+                    serving = new KongCluster(names.cluster(v), {
+                        version: v, imageId: this.images.get(v.text)!.imageId, kong: this.s.kong,
+                        env: this.nodeEnv(), networkName: network.name, stack: this.s.stack,
+                    }, { parent: this, dependsOn: after });
+                    this.record(step, serving.nodes);
+                    break;
+                }
+                default: {
+                    const cmd = this.stepResource(step, after, snapshot);
+                    if (step.kind === "snapshot" || step.kind === "restore") {
+                        // Only the snapshot's identity and figures leave the secret stdout.
+                        snapshot = cmd.stdout;
+                    }
+                    this.record(step, [cmd]);
+                }
+            }
+        }
+        this.serving = serving!;
+        this.snapshot = snapshot;
+        this.registerOutputs({});
+    }
+
+    private record(step: PlannedStep, resources: pulumi.Resource[]): void {
+        this.done.set(step.resources[0], resources);
+    }
+
+    private after(step: PlannedStep): pulumi.Resource[] {
+        return step.after.flatMap((r) => {
+            const got = this.done.get(r);
+            if (!got) throw new Error(`internal: step ${step.resources[0]} planned after ${r}, which was not built`);
+            return got;
+        });
+    }
+
+    private imageVersions(): KongVersion[] {
+        const seen = new Set<string>();
+        return this.runbook.steps.flatMap((st) => st.kind === "images" ? [] : st.version ? [st.version] : [])
+            .concat([this.s.kong.version])
+            .filter((v) => !seen.has(v.text) && seen.add(v.text) !== undefined);
+    }
+
+    private imageRef(v: KongVersion): string {
+        return `${this.s.kong.image}:${v.text}`;
+    }
+
+    private dbTarget(): DbTarget {
+        const d = this.s.database;
+        return { host: d.host, port: d.port, database: d.name, user: d.user, sslmode: d.sslmode, schema: d.schema };
+    }
+
+    private kongRun(v: KongVersion): KongRun {
+        const d = this.s.database;
+        return {
+            image: this.imageRef(v), version: v.text, network: this.s.network, plugins: this.s.kong.plugins,
+            env: this.s.kong.env,
+            pg: { host: d.containerHost, port: d.containerPort, database: d.name, user: d.user, ssl: d.sslmode !== "disable", schema: d.schema },
+            lockTimeoutSeconds: this.s.kong.lockTimeoutSeconds,
+            license: this.args.license !== undefined,
+        };
+    }
+
+    private clusterRef(v: KongVersion): ClusterRef {
+        const k = this.s.kong;
+        const host = (addr: string) => (addr === "0.0.0.0" ? "127.0.0.1" : addr.includes(":") ? `[${addr}]` : addr);
+        return {
+            stack: this.s.stack,
+            version: v.text,
+            nodes: Array.from({ length: k.nodes }, (_, i) => {
+                const p = nodePorts(k.ports, i);
+                return {
+                    container: names.container(this.s.stack, v, i),
+                    statusUrl: `http://${host(k.adminAddress)}:${p.status}`,
+                    adminUrl: `http://${host(k.adminAddress)}:${p.admin}`,
+                    proxyUrl: `http://${host(k.proxyAddress)}:${p.proxy}`,
+                };
+            }),
+        };
+    }
+
+    /** Environment of every node: Kong's documented settings plus the operator's extras. */
+    private nodeEnv(): pulumi.Output<string[]> {
+        const run = this.kongRun(this.s.kong.version);
+        const plain = [
+            "KONG_DATABASE=postgres",
+            ...Object.entries(kongPgEnv(run)).map(([k, v]) => `${k}=${v}`),
+            `KONG_PLUGINS=${run.plugins}`,
+            "KONG_PROXY_LISTEN=0.0.0.0:8000",
+            "KONG_ADMIN_LISTEN=0.0.0.0:8001",
+            "KONG_STATUS_LISTEN=0.0.0.0:8100",
+            "KONG_PROXY_ACCESS_LOG=/dev/stdout",
+            "KONG_ADMIN_ACCESS_LOG=/dev/stdout",
+            "KONG_PROXY_ERROR_LOG=/dev/stderr",
+            "KONG_ADMIN_ERROR_LOG=/dev/stderr",
+            ...Object.entries(this.s.kong.env).map(([k, v]) => `${k}=${v}`),
+        ];
+        const secret: pulumi.Input<string>[] = [pulumi.interpolate`KONG_PG_PASSWORD=${this.args.password}`];
+        if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
+        return pulumi.secret(pulumi.all([...plain, ...secret]));
+    }
+
+    private secrets(): Record<string, pulumi.Input<string>> {
+        const out: Record<string, pulumi.Input<string>> = { [SECRET_ENV.password]: this.args.password };
+        if (this.args.license) out[SECRET_ENV.license] = this.args.license;
+        return out;
+    }
+
+    private stepResource(step: PlannedStep, after: pulumi.Resource[], snapshot?: pulumi.Output<string>): command.local.Command {
+        const s = this.s;
+        const u = s.upgrade;
+        const x = s.kong.version;
+        const opts: pulumi.CustomResourceOptions = { parent: this, dependsOn: after };
+        const name = step.resources[0];
+        const secrets = this.secrets();
+        const dump = u && u.snapshotStrategy === "dump"
+            ? { image: u.dumpImage, network: s.network, directory: u.dumpDirectory, host: s.database.containerHost, port: s.database.containerPort }
+            : undefined;
+        switch (step.kind) {
+            case "bootstrap":
+                // Bootstrap matters once in a database's life; a later version change must not
+                // make it an update that runs again, so its inputs are frozen after creation.
+                return stepCommand(name, { spec: { step: "bootstrap", db: this.dbTarget(), kong: this.kongRun(x) }, secrets },
+                    { ...opts, ignoreChanges: ["environment", "create"] });
+            case "preflight":
+                if (u!.rollback) {
+                    return stepCommand(name, {
+                        spec: {
+                            step: "preflight", mode: "rollback", db: this.dbTarget(), cluster: this.clusterRef(u!.to), from: x.text,
+                            snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot,
+                            dumpDirectory: dump?.directory,
+                        }, secrets,
+                    }, opts);
+                }
+                return stepCommand(name, {
+                    spec: {
+                        step: "preflight", mode: "upgrade", db: this.dbTarget(), kong: this.kongRun(this.firstHop()),
+                        cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to),
+                    }, secrets,
+                }, opts);
+            case "stop":
+                return stepCommand(name, { spec: { step: "stop", cluster: this.clusterRef(step.version!), drainSeconds: s.kong.drainSeconds }, secrets: {} }, opts);
+            case "start":
+                return stepCommand(name, { spec: { step: "start", cluster: this.clusterRef(step.version!), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
+            case "snapshot":
+                // Never deleted by the program: it has no delete command, and leaving the
+                // program's declarations only forgets it (retainOnDelete).
+                return stepCommand(name, {
+                    spec: {
+                        step: "snapshot", db: this.dbTarget(), strategy: u!.snapshotStrategy,
+                        prefix: names.snapshotPrefix(s.database.name, x, u!.to), from: x.text, to: u!.to.text,
+                        terminateSessions: u!.terminateSessions, dump,
+                    }, secrets,
+                }, { ...opts, retainOnDelete: true });
+            case "migrations-up":
+            case "migrations-finish":
+                return stepCommand(name, {
+                    spec: { step: "migrations", phase: step.kind === "migrations-up" ? "up" : "finish", db: this.dbTarget(), kong: this.kongRun(step.version!) },
+                    secrets,
+                }, opts);
+            case "restore":
+                return stepCommand(name, {
+                    spec: {
+                        step: "restore", db: this.dbTarget(), strategy: u!.restoreStrategy,
+                        prefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot, dump,
+                    }, secrets,
+                }, { ...opts, retainOnDelete: true });
+            case "verify":
+                return stepCommand(name, {
+                    spec: {
+                        step: "verify", db: this.dbTarget(), kong: this.kongRun(step.version!), cluster: this.clusterRef(step.version!),
+                        timeoutSeconds: s.kong.healthTimeoutSeconds, smokePath: s.kong.smokePath,
+                    },
+                    secrets, expect: snapshot,
+                }, opts);
+            default:
+                throw new Error(`internal: no resource for step kind ${step.kind}`);
+        }
+    }
+
+    private firstHop(): KongVersion {
+        const first = this.runbook.steps.find((st) => st.kind === "migrations-up");
+        return first!.version!;
+    }
+}

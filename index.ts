@@ -1,0 +1,49 @@
+// kong-upgrade: Kong Gateway's in-place upgrade as a Pulumi program.
+// Read the configuration, validate it (nothing is created when it is wrong), compose, export.
+import * as pulumi from "@pulumi/pulumi";
+import { readSettings } from "./components/config";
+import { KongDeployment } from "./components/deployment";
+import { formatRunbook } from "./components/plan";
+
+const project = pulumi.getProject();
+const config = new pulumi.Config();
+const known = ["kong", "upgrade", "database"];
+const otherKeys = Object.keys(pulumi.runtime.allConfig())
+    .filter((k) => k.startsWith(`${project}:`))
+    .map((k) => k.slice(project.length + 1))
+    .filter((k) => !known.includes(k));
+
+const settings = readSettings({
+    kong: config.getObject<unknown>("kong"),
+    upgrade: config.getObject<unknown>("upgrade"),
+    database: config.getObject<unknown>("database"),
+    otherKeys,
+}, pulumi.getStack());
+
+const kong = new KongDeployment("kong", {
+    settings,
+    password: pulumi.secret(settings.database.password),
+    adminPassword: pulumi.secret(settings.database.adminPassword),
+    license: settings.kong.license !== undefined ? pulumi.secret(settings.kong.license) : undefined,
+});
+
+/** The numbered runbook this run carries out, as `npm run plan` prints it. */
+export const runbook = formatRunbook(kong.runbook);
+export const mode = kong.runbook.mode;
+export const servingVersion = settings.upgrade && !settings.upgrade.rollback ? settings.upgrade.to.text : settings.kong.version.text;
+/** Docker container names of the serving cluster's nodes. */
+export const nodes = kong.serving.nodes.map((n) => n.name);
+/** The snapshot this run took (upgrade) or restored (rollback): name, size, time, versions. */
+export const snapshot = kong.snapshot ? pulumi.unsecret(kong.snapshot).apply(describeSnapshot) : undefined;
+
+function describeSnapshot(stdout: string | undefined): Record<string, unknown> | undefined {
+    if (!stdout) return undefined;
+    try {
+        const r = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as Record<string, unknown>;
+        // Only identity and figures; the step's stdout never holds a secret, but say so explicitly.
+        const { snapshot: name, strategy, location, sizeBytes, takenAt, from, to, restoredAs, setAside } = r;
+        return { name, strategy, location, sizeBytes, takenAt, from, to, restoredAs, setAside };
+    } catch {
+        return undefined;
+    }
+}

@@ -1,0 +1,46 @@
+// The docker CLI, as the step programs use it. KONG_UPGRADE_DOCKER names another binary
+// (a test double); DOCKER_HOST and friends are honoured as docker itself honours them.
+import { exec, ExecResult } from "./exec";
+import { StepError } from "./log";
+
+export function dockerBinary(): string {
+    return process.env.KONG_UPGRADE_DOCKER || "docker";
+}
+
+export async function docker(args: string[], env: Record<string, string> = {}, timeoutSeconds = 0): Promise<ExecResult> {
+    try {
+        return await exec([dockerBinary(), ...args], env, timeoutSeconds);
+    } catch (e) {
+        throw new StepError(`cannot run ${dockerBinary()}: ${(e as Error).message}; is the Docker CLI installed?`);
+    }
+}
+
+export interface ContainerState {
+    name: string;
+    running: boolean;
+    /** Docker health status: healthy, unhealthy, starting, or "" without a health check. */
+    health: string;
+    labels: Record<string, string>;
+}
+
+/** State of a container, or undefined when it does not exist. */
+export async function inspectContainer(name: string): Promise<ContainerState | undefined> {
+    const r = await docker(["container", "inspect", "--format", "{{json .State}}|{{json .Config.Labels}}", name]);
+    if (r.code !== 0) {
+        if (/no such (container|object)/i.test(r.stderr)) return undefined;
+        throw new StepError(`docker container inspect ${name} failed: ${r.stderr.trim()}`);
+    }
+    const [state, labels] = r.stdout.trim().split("|");
+    const s = JSON.parse(state) as { Running: boolean; Health?: { Status: string } };
+    return { name, running: s.Running, health: s.Health?.Status ?? "", labels: (JSON.parse(labels) as Record<string, string> | null) ?? {} };
+}
+
+/** Running containers carrying every label given. */
+export async function runningWithLabels(labels: Record<string, string>): Promise<ContainerState[]> {
+    const filters = Object.entries(labels).flatMap(([k, v]) => ["--filter", `label=${k}=${v}`]);
+    const r = await docker(["ps", "--format", "{{.Names}}", ...filters]);
+    if (r.code !== 0) throw new StepError(`docker ps failed: ${r.stderr.trim()}`);
+    const names = r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+    const states = await Promise.all(names.map(inspectContainer));
+    return states.filter((s): s is ContainerState => s !== undefined && s.running);
+}

@@ -1,0 +1,90 @@
+// Running `kong …` of one version against the shared database: in a one-off container of that
+// version's image (the product), or through KONG_UPGRADE_KONG_COMMAND, a local executable
+// (test seam: the Kong stand-in). Either way the password travels by name in the environment.
+import { exec, ExecResult } from "./exec";
+import { dockerBinary } from "./docker";
+import { StepError } from "./log";
+import { KongRun, SECRET_ENV } from "./spec";
+
+/** KONG_PG_* for a run; the password is never among them (it is passed by name). */
+export function kongPgEnv(run: KongRun): Record<string, string> {
+    const env: Record<string, string> = {
+        KONG_PG_HOST: run.pg.host,
+        KONG_PG_PORT: String(run.pg.port),
+        KONG_PG_USER: run.pg.user,
+        KONG_PG_DATABASE: run.pg.database,
+        KONG_PG_SSL: run.pg.ssl ? "on" : "off",
+    };
+    if (run.pg.schema) env.KONG_PG_SCHEMA = run.pg.schema;
+    return env;
+}
+
+/** Every non-secret KONG_* setting of a run: the same as Y's nodes get. */
+export function kongEnv(run: KongRun): Record<string, string> {
+    return { KONG_DATABASE: "postgres", ...kongPgEnv(run), KONG_PLUGINS: run.plugins, ...run.env };
+}
+
+/**
+ * The `docker run` argv of `kong <args>` with `run`'s image, network and settings. Secrets are
+ * named (`-e KONG_PG_PASSWORD`), so docker copies them from its own environment; their values
+ * are never on a command line.
+ */
+export function kongDockerArgv(run: KongRun, args: string[]): string[] {
+    const argv = [dockerBinary(), "run", "--rm", "--network", run.network, "--label", "kong-upgrade.role=migrations"];
+    for (const [k, v] of Object.entries(kongEnv(run))) argv.push("-e", `${k}=${v}`);
+    argv.push("-e", SECRET_ENV.password);
+    if (run.license) argv.push("-e", SECRET_ENV.license);
+    argv.push(run.image, "kong", ...args);
+    return argv;
+}
+
+function secretEnv(run: KongRun): Record<string, string> {
+    const env: Record<string, string> = {};
+    const password = process.env[SECRET_ENV.password];
+    if (password === undefined) throw new StepError(`${SECRET_ENV.password} is not set: the step needs Kong's database password`);
+    env[SECRET_ENV.password] = password;
+    if (run.license) env[SECRET_ENV.license] = process.env[SECRET_ENV.license] ?? "";
+    return env;
+}
+
+/** Runs `kong <args>` for `run`. */
+export async function runKong(run: KongRun, args: string[], timeoutSeconds = 0): Promise<ExecResult> {
+    const local = process.env.KONG_UPGRADE_KONG_COMMAND;
+    try {
+        if (local) {
+            return await exec([local, ...args], { ...kongEnv(run), KONG_VERSION: run.version, ...secretEnv(run) }, timeoutSeconds);
+        }
+        return await exec(kongDockerArgv(run, args), secretEnv(run), timeoutSeconds);
+    } catch (e) {
+        if (e instanceof StepError) throw e;
+        throw new StepError(`cannot run kong ${args.join(" ")} (${run.image}): ${(e as Error).message}`);
+    }
+}
+
+/** What `kong migrations list` reports through its exit code (kong-facts §1.2). */
+export type MigrationState = "up-to-date" | "needs-bootstrap" | "pending" | "new";
+
+export async function migrationsList(run: KongRun): Promise<{ state: MigrationState; output: string }> {
+    const r = await runKong(run, ["migrations", "list"], 120);
+    const output = (r.stdout + r.stderr).trim();
+    const states: Record<number, MigrationState> = { 0: "up-to-date", 3: "needs-bootstrap", 4: "pending", 5: "new" };
+    const state = states[r.code];
+    if (!state) throw new StepError(`kong migrations list (${run.image}) failed with exit ${r.code}:\n${output}`);
+    return { state, output };
+}
+
+export interface MigrationStatus {
+    needs_bootstrap: boolean;
+    executed_migrations?: Array<{ subsystem: string; migrations: string[] }>;
+    pending_migrations?: Array<{ subsystem: string; migrations: string[] }>;
+    new_migrations?: Array<{ subsystem: string; migrations: string[] }>;
+}
+
+/** `kong migrations status` (3.0+): the same state as JSON, with pending and new told apart. */
+export async function migrationsStatus(run: KongRun): Promise<MigrationStatus> {
+    const r = await runKong(run, ["migrations", "status"], 120);
+    if (r.code !== 0) throw new StepError(`kong migrations status (${run.image}) failed with exit ${r.code}:\n${(r.stdout + r.stderr).trim()}`);
+    const line = r.stdout.split("\n").map((l) => l.trim()).find((l) => l.startsWith("{"));
+    if (!line) throw new StepError(`kong migrations status (${run.image}) printed no JSON:\n${r.stdout}`);
+    return JSON.parse(line) as MigrationStatus;
+}

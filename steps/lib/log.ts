@@ -1,0 +1,21 @@
+// Progress goes to stderr (Pulumi streams it); the step's result is one JSON line on stdout.
+
+/** A failure the operator can act on: its message is printed as is, without a stack. */
+export class StepError extends Error {}
+
+export function progress(message: string): void {
+    process.stderr.write(`[${new Date().toISOString()}] ${message}\n`);
+}
+
+export function result(value: object): void {
+    process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** UTC timestamp usable in a database name: 20261127130745. */
+export function stamp(d = new Date()): string {
+    return d.toISOString().replace(/[-:T]/g, "").slice(0, 14);
+}
+
+export function sleep(ms: number): Promise<void> {
+    return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,33 @@
+// pg_dump / pg_restore for `dump` snapshots, in a container of a PostgreSQL image (the product),
+// or with the local client tools when KONG_UPGRADE_PG_TOOLS=local (tests; same argv after the
+// image). PGPASSWORD travels by name in the environment.
+import * as path from "path";
+import { exec, ExecResult } from "./exec";
+import { dockerBinary } from "./docker";
+import { StepError } from "./log";
+import { DbTarget, DumpTarget, SECRET_ENV } from "./spec";
+
+const MOUNT = "/snapshots";
+
+/** argv of `tool args…` where file arguments are relative to the dump folder. */
+export function pgToolArgv(dump: DumpTarget, tool: "pg_dump" | "pg_restore", args: (string | { file: string })[]): string[] {
+    const local = process.env.KONG_UPGRADE_PG_TOOLS === "local";
+    const dir = path.resolve(dump.directory);
+    const resolved = args.map((a) => typeof a === "string" ? a : path.posix.join(local ? dir : MOUNT, a.file));
+    if (local) return [tool, ...resolved];
+    return [dockerBinary(), "run", "--rm", "--network", dump.network, "-v", `${dir}:${MOUNT}`, "-e", "PGPASSWORD",
+        dump.image, tool, ...resolved];
+}
+
+/** Connection flags as the tool sees the server: from its container, or locally. */
+export function pgConnArgs(dump: DumpTarget, db: DbTarget, database: string): string[] {
+    const local = process.env.KONG_UPGRADE_PG_TOOLS === "local";
+    return ["-h", local ? db.host : dump.host, "-p", String(local ? db.port : dump.port), "-U", db.user, "-d", database];
+}
+
+export async function runPgTool(argv: string[]): Promise<ExecResult> {
+    const password = process.env[SECRET_ENV.password] ?? "";
+    const r = await exec(argv, { PGPASSWORD: password });
+    if (r.code !== 0) throw new StepError(`${argv.includes("pg_dump") ? "pg_dump" : "pg_restore"} failed (exit ${r.code}):\n${(r.stdout + r.stderr).trim()}`);
+    return r;
+}

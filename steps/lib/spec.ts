@@ -1,0 +1,91 @@
+// What a step program is told to do. The Pulumi program serialises a StepSpec into the
+// Command's environment as KONG_UPGRADE_SPEC; secrets travel separately (see SECRET_ENV).
+// Nothing secret is ever part of a spec.
+
+/** Environment variables that carry secrets into a step program; marked secret in Pulumi. */
+export const SECRET_ENV = {
+    /** Kong's database password. Passed on to Kong containers by name only (`-e KONG_PG_PASSWORD`). */
+    password: "KONG_PG_PASSWORD",
+    /** Enterprise license, passed on by name only. */
+    license: "KONG_LICENSE_DATA",
+} as const;
+
+export const SPEC_ENV = "KONG_UPGRADE_SPEC";
+/** Result of an earlier step (snapshot or restore) that verify compares with. */
+export const EXPECT_ENV = "KONG_UPGRADE_EXPECT";
+
+/** Where Kong's database is, as seen from the machine that runs the step programs. */
+export interface DbTarget {
+    host: string;
+    port: number;
+    database: string;
+    user: string;
+    sslmode: "disable" | "require" | "verify-ca" | "verify-full";
+    schema?: string;
+}
+
+/** How to run a `kong` command of one version against the shared database. */
+export interface KongRun {
+    /** Full image reference, e.g. kong:3.7.1. */
+    image: string;
+    version: string;
+    /** Docker network shared with the database. */
+    network: string;
+    /** KONG_PLUGINS: the same for nodes and migrations (kong-facts §2.3). */
+    plugins: string;
+    /** Extra non-secret KONG_* settings. */
+    env: Record<string, string>;
+    /** KONG_PG_* as the containers see the server. */
+    pg: { host: string; port: number; database: string; user: string; ssl: boolean; schema?: string };
+    lockTimeoutSeconds: number;
+    /** Whether KONG_LICENSE_DATA is to be passed through. */
+    license: boolean;
+}
+
+/** Where `dump` snapshots are written, and how pg_dump reaches the server from its container. */
+export interface DumpTarget {
+    image: string;
+    network: string;
+    directory: string;
+    host: string;
+    port: number;
+}
+
+/** One Kong node, with the host URLs the step programs reach it at. */
+export interface NodeRef {
+    container: string;
+    statusUrl: string;
+    proxyUrl: string;
+    adminUrl: string;
+}
+
+export interface ClusterRef {
+    stack: string;
+    version: string;
+    nodes: NodeRef[];
+}
+
+export type StepSpec =
+    | { step: "bootstrap"; db: DbTarget; kong: KongRun }
+    | {
+        step: "preflight"; mode: "upgrade"; db: DbTarget; kong: KongRun; cluster: ClusterRef;
+        to: string; snapshotPrefix: string;
+    }
+    | {
+        step: "preflight"; mode: "rollback"; db: DbTarget; cluster: ClusterRef; from: string;
+        snapshotPrefix: string; snapshot?: string; dumpDirectory?: string;
+    }
+    | { step: "stop"; cluster: ClusterRef; drainSeconds: number }
+    | { step: "start"; cluster: ClusterRef; timeoutSeconds: number }
+    | {
+        step: "snapshot"; db: DbTarget; strategy: "template" | "dump"; prefix: string; from: string; to: string;
+        terminateSessions: boolean; dump?: DumpTarget;
+    }
+    | { step: "migrations"; phase: "up" | "finish"; db: DbTarget; kong: KongRun }
+    | {
+        step: "restore"; db: DbTarget; strategy: "rename" | "copy"; prefix: string; snapshot?: string;
+        dump?: DumpTarget;
+    }
+    | { step: "verify"; db: DbTarget; kong: KongRun; cluster: ClusterRef; timeoutSeconds: number; smokePath?: string };
+
+export type StepName = StepSpec["step"];

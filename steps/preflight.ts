@@ -1,0 +1,97 @@
+// preflight: every check that can fail before anything changes. On failure nothing has been
+// stopped: X keeps serving (upgrade) and Y keeps whatever state it has (rollback).
+import { databaseNote, migrationsLock, withDatabase, withServer } from "./lib/db";
+import { inspectContainer, runningWithLabels } from "./lib/docker";
+import { migrationsList } from "./lib/kong";
+import { StepError, progress } from "./lib/log";
+import { RestoredNote } from "./lib/snapshots";
+import { ClusterRef, DbTarget, StepSpec } from "./lib/spec";
+import { alreadyRestored, chooseSnapshot } from "./restore";
+import { password } from "./snapshot";
+
+type Preflight = Extract<StepSpec, { step: "preflight" }>;
+
+async function checkLock(db: DbTarget, pw: string): Promise<string | undefined> {
+    const lock = await withDatabase(db, pw, migrationsLock);
+    if (!lock) return undefined;
+    if (lock.live) {
+        throw new StepError(`another runner holds Kong's migrations lock (owner ${lock.owner}, until ${lock.ttl}); ` +
+            `wait for it to finish or expire, then run pulumi up again`);
+    }
+    const note = `an expired migrations lock (owner ${lock.owner}, expired ${lock.ttl}) is left over; Kong clears it on the next run`;
+    progress(note);
+    return note;
+}
+
+/** Kong nodes of this stack that run but are not of `expected` version. */
+async function strayNodes(cluster: ClusterRef): Promise<Array<{ name: string; version: string }>> {
+    const running = await runningWithLabels({ "kong-upgrade.stack": cluster.stack, "kong-upgrade.role": "node" });
+    return running.filter((c) => c.labels["kong-upgrade.version"] !== cluster.version)
+        .map((c) => ({ name: c.name, version: c.labels["kong-upgrade.version"] ?? "?" }));
+}
+
+export async function preflight(spec: Preflight): Promise<object> {
+    const pw = password();
+    const notes: string[] = [];
+    // The database answers with the configured credentials (a clear error otherwise).
+    await withDatabase(spec.db, pw, async (c) => { await c.query("SELECT 1"); });
+    progress(`database ${spec.db.database} answers at ${spec.db.host}:${spec.db.port}`);
+    const lockNote = await checkLock(spec.db, pw);
+    if (lockNote) notes.push(lockNote);
+
+    if (spec.mode === "rollback") {
+        const found = await withServer(spec.db, pw, async (c) => {
+            const chosen = await chooseSnapshot(c, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot,
+                dump: spec.dumpDirectory ? { directory: spec.dumpDirectory, image: "", network: "", host: "", port: 0 } : undefined });
+            if (chosen) return `snapshot ${chosen.snapshot} (taken ${chosen.takenAt}, Kong ${chosen.from} → ${chosen.to})`;
+            const liveNote = await databaseNote<RestoredNote>(c, spec.db.database);
+            if (alreadyRestored(liveNote, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot })) {
+                return `${spec.db.database} is already ${liveNote!.restoredFrom} restored`;
+            }
+            return undefined;
+        });
+        if (!found) {
+            throw new StepError(spec.snapshot
+                ? `snapshot ${spec.snapshot} does not exist: check upgrade.snapshot`
+                : `no snapshot of the ${spec.from} → ${spec.cluster.version} upgrade exists (${spec.snapshotPrefix}…): ` +
+                  `name the one to restore with upgrade.snapshot`);
+        }
+        progress(`rollback will use ${found}`);
+        return { mode: "rollback", snapshot: found, notes };
+    }
+
+    const list = await migrationsList(spec.kong);
+    switch (list.state) {
+        case "new":
+            progress(`kong migrations list with ${spec.kong.image}: new migrations to run`);
+            break;
+        case "up-to-date":
+            notes.push(`kong migrations list with ${spec.kong.image} reports nothing new: an earlier run already migrated`);
+            progress(notes[notes.length - 1]);
+            break;
+        case "pending":
+            throw new StepError(`an earlier upgrade was not finished: the database has pending migrations. ` +
+                `Run kong migrations finish with the version that ran up, or roll that upgrade back, before upgrading to ${spec.to}:\n${list.output}`);
+        case "needs-bootstrap":
+            throw new StepError(`not a bootstrapped Kong database: kong migrations list exits 3. ` +
+                `Check database.name and database.schema:\n${list.output}`);
+    }
+
+    const missing: string[] = [];
+    for (const node of spec.cluster.nodes) {
+        if (!(await inspectContainer(node.container))) missing.push(node.container);
+    }
+    if (missing.length > 0) {
+        throw new StepError(`cluster ${spec.cluster.version} node(s) ${missing.join(", ")} do not exist: is kong.version (${spec.cluster.version}) the version serving now?`);
+    }
+    const strays = await strayNodes(spec.cluster);
+    if (strays.length > 0) {
+        const versions = [...new Set(strays.map((s) => s.version))];
+        throw new StepError(`Kong ${versions.join(", ")} is running (${strays.map((s) => s.name).join(", ")}) while kong.version says ${spec.cluster.version}: ` +
+            `promote ${versions[0]} first (set kong.version: ${versions[0]} and remove the upgrade block), or roll it back with upgrade.rollback: true`);
+    }
+    const earlier = await withServer(spec.db, pw, (c) => chooseSnapshot(c, { prefix: spec.snapshotPrefix }));
+    if (earlier) notes.push(`an earlier snapshot of this upgrade exists (${earlier.snapshot}); it is kept and a fresh one is taken`);
+    progress(`preflight passed: ${spec.cluster.nodes.length} node(s) of ${spec.cluster.version} ready to stop`);
+    return { mode: "upgrade", notes };
+}

@@ -1,0 +1,77 @@
+// snapshot: a database-level copy of Kong's database, taken after X stopped and before any
+// migration. Default `template`: CREATE DATABASE <snap> TEMPLATE <db> on the same server. `dump`:
+// pg_dump -Fc into the dump folder, with its SHA-256. The snapshot records Kong's migration state
+// and entity counts, so restore and verify can prove they got the same data back.
+import { mkdirSync, statSync, writeFileSync } from "fs";
+import * as path from "path";
+import {
+    databaseExists, databaseSize, describeSessions, entityCounts, quoteIdent, readSchemaMeta, sessionsOn,
+    setDatabaseNote, terminateSessions, withDatabase, withServer,
+} from "./lib/db";
+import { StepError, progress, stamp } from "./lib/log";
+import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
+import { SnapshotNote, sha256File } from "./lib/snapshots";
+import { SECRET_ENV, StepSpec } from "./lib/spec";
+
+type Snapshot = Extract<StepSpec, { step: "snapshot" }>;
+
+export function password(): string {
+    const p = process.env[SECRET_ENV.password];
+    if (p === undefined) throw new StepError(`${SECRET_ENV.password} is not set: the step needs Kong's database password`);
+    return p;
+}
+
+export async function snapshot(spec: Snapshot): Promise<SnapshotNote> {
+    const pw = password();
+    const source = spec.db.database;
+    const name = `${spec.prefix}${stamp()}`;
+    const { schemaMeta, counts } = await withDatabase(spec.db, pw, async (c) => ({
+        schemaMeta: await readSchemaMeta(c), counts: await entityCounts(c),
+    }));
+    if (schemaMeta.length === 0) throw new StepError(`${source} has no Kong schema_meta: nothing to snapshot (is database.name right?)`);
+    const base = {
+        kind: "kong-upgrade-snapshot" as const, snapshot: name, strategy: spec.strategy, source, from: spec.from, to: spec.to,
+        schemaMeta, entityCounts: counts,
+    };
+
+    if (spec.strategy === "dump") {
+        const dump = spec.dump;
+        if (!dump) throw new StepError("dump strategy without a dump target");
+        mkdirSync(path.resolve(dump.directory), { recursive: true });
+        const file = path.join(path.resolve(dump.directory), `${name}.dump`);
+        progress(`pg_dump -Fc ${source} → ${file}`);
+        const takenAt = new Date().toISOString();
+        await runPgTool(pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, spec.db, source), "-f", { file: `${name}.dump` }]));
+        const note: SnapshotNote = { ...base, takenAt, sizeBytes: statSync(file).size, location: file, sha256: await sha256File(file) };
+        writeFileSync(path.join(path.resolve(dump.directory), `${name}.json`), `${JSON.stringify(note, null, 2)}\n`);
+        return note;
+    }
+
+    return withServer(spec.db, pw, async (c) => {
+        if (await databaseExists(c, name)) throw new StepError(`a database named ${name} exists already; it is never overwritten`);
+        const sessions = await sessionsOn(c, source);
+        if (sessions.length > 0) {
+            if (!spec.terminateSessions) {
+                throw new StepError(`${sessions.length} session(s) are connected to ${source} (${describeSessions(sessions)}); ` +
+                    `a template copy needs none. Stop those clients, or set upgrade.terminateSessions: true to end them`);
+            }
+            progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}: ${describeSessions(sessions)}`);
+        }
+        const takenAt = new Date().toISOString();
+        progress(`CREATE DATABASE ${name} TEMPLATE ${source}`);
+        try {
+            await c.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(source)}`);
+        } catch (e) {
+            const msg = (e as Error).message;
+            throw new StepError(`snapshot copy of ${source} failed: ${msg}` + (/being accessed/.test(msg)
+                ? `. A client connected meanwhile; set upgrade.terminateSessions: true or stop it, then run pulumi up again`
+                : /permission denied/.test(msg) ? `. Kong's role needs CREATEDB for template snapshots, or use upgrade.snapshotStrategy: dump` : ""));
+        }
+        // Nobody connects to a snapshot by mistake; restore allows connections again.
+        await c.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS false`);
+        const note: SnapshotNote = { ...base, takenAt, sizeBytes: await databaseSize(c, name) };
+        await setDatabaseNote(c, name, note);
+        progress(`snapshot ${name}: ${(note.sizeBytes / 1e6).toFixed(1)} MB`);
+        return note;
+    });
+}

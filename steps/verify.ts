@@ -1,0 +1,81 @@
+// verify: the cluster really serves on the shared database. Every node's /status says the
+// database is reachable, `kong migrations list` exits 0, the entities recorded at snapshot time
+// are all there, and an optional request through each proxy gets a non-5xx answer.
+import { entityCounts, withDatabase } from "./lib/db";
+import { migrationsList } from "./lib/kong";
+import { StepError, progress, sleep } from "./lib/log";
+import { EXPECT_ENV, NodeRef, StepSpec } from "./lib/spec";
+import { password } from "./snapshot";
+
+type Verify = Extract<StepSpec, { step: "verify" }>;
+
+async function fetchJson(url: string): Promise<{ status: number; body: unknown }> {
+    const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    const text = await r.text();
+    try {
+        return { status: r.status, body: JSON.parse(text) as unknown };
+    } catch {
+        return { status: r.status, body: text };
+    }
+}
+
+/** Waits until the node's /status says database.reachable: true. Kong answers 200 either way (kong-facts §3.4). */
+async function waitForStatus(node: NodeRef, deadline: number): Promise<void> {
+    let last = "no answer";
+    for (;;) {
+        try {
+            const { body } = await fetchJson(`${node.statusUrl}/status`);
+            const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
+            if (reachable === true) return;
+            last = `database.reachable is ${String(reachable)}`;
+        } catch (e) {
+            last = (e as Error).message;
+        }
+        if (Date.now() > deadline) throw new StepError(`${node.container}: ${node.statusUrl}/status not ready in time (${last})`);
+        await sleep(500);
+    }
+}
+
+/** Entity counts the verify compares with: the snapshot's (upgrade) or the restored snapshot's (rollback). */
+export function expectedCounts(raw: string | undefined): Record<string, number> | undefined {
+    if (!raw) return undefined;
+    const last = raw.trim().split("\n").pop() ?? "";
+    try {
+        const r = JSON.parse(last) as { entityCounts?: Record<string, number> };
+        return r.entityCounts;
+    } catch {
+        throw new StepError(`${EXPECT_ENV} is not a step result`);
+    }
+}
+
+export async function verify(spec: Verify): Promise<object> {
+    const deadline = Date.now() + spec.timeoutSeconds * 1000;
+    await Promise.all(spec.cluster.nodes.map((n) => waitForStatus(n, deadline)));
+    progress(`${spec.cluster.nodes.length} node(s) report the database reachable`);
+    const list = await migrationsList(spec.kong);
+    if (list.state !== "up-to-date") {
+        throw new StepError(`kong migrations list with ${spec.kong.image} reports ${list.state}, not up to date:\n${list.output}`);
+    }
+    const counts = await withDatabase(spec.db, password(), entityCounts);
+    const expected = expectedCounts(process.env[EXPECT_ENV]);
+    if (expected) {
+        const lost = Object.entries(expected).filter(([t, n]) => (counts[t] ?? 0) < n);
+        if (lost.length > 0) {
+            throw new StepError(`entities recorded at snapshot time are missing: ` +
+                lost.map(([t, n]) => `${t} ${counts[t] ?? 0} of ${n}`).join(", ") + `. The snapshot is intact; roll back with upgrade.rollback: true`);
+        }
+        progress(`entity counts match the snapshot: ${JSON.stringify(counts)}`);
+    }
+    const smoke: Record<string, number> = {};
+    if (spec.smokePath) {
+        for (const n of spec.cluster.nodes) {
+            const r = await fetch(`${n.proxyUrl}${spec.smokePath}`, { signal: AbortSignal.timeout(5000) }).catch((e: Error) => {
+                throw new StepError(`${n.container}: GET ${spec.smokePath} through the proxy failed: ${e.message}`);
+            });
+            if (r.status >= 500) throw new StepError(`${n.container}: GET ${spec.smokePath} through the proxy answered ${r.status}`);
+            smoke[n.container] = r.status;
+        }
+        progress(`smoke request ${spec.smokePath} answered on every proxy`);
+    }
+    return { version: spec.cluster.version, nodes: spec.cluster.nodes.length, entityCounts: counts, smoke };
+}
