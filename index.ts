@@ -32,7 +32,7 @@ export const runbook = formatRunbook(kong.runbook);
 export const mode = kong.runbook.mode;
 export const servingVersion = settings.upgrade && !settings.upgrade.rollback ? settings.upgrade.to.text : settings.kong.version.text;
 /** Docker container names of the serving cluster's nodes. */
-export const nodes = kong.serving.nodes.map((n) => n.name);
+export const nodes = pulumi.all(kong.serving.nodes.map((n) => n.name));
 /** The snapshot this run took (upgrade) or restored (rollback): name, size, time, versions. */
 export const snapshot = kong.snapshot ? pulumi.unsecret(kong.snapshot).apply(describeSnapshot) : undefined;
 

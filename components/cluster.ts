@@ -16,6 +16,8 @@ export interface KongClusterArgs {
     /** Docker network shared with the database. */
     networkName: pulumi.Input<string>;
     stack: string;
+    /** Steps every node waits for (a component's dependsOn does not reach its children's creation). */
+    after: pulumi.Resource[];
 }
 
 /**
@@ -56,7 +58,7 @@ export class KongCluster extends pulumi.ComponentResource {
                     { label: "kong-upgrade.version", value: args.version.text },
                     { label: "kong-upgrade.role", value: "node" },
                 ],
-            }, { parent: this }));
+            }, { parent: this, dependsOn: args.after }));
         }
         this.registerOutputs({});
     }

@@ -71,9 +71,9 @@ export class KongDeployment extends pulumi.ComponentResource {
                     const v = step.version!;
                     serving = new KongCluster(names.cluster(v), {
                         version: v, imageId: this.images.get(v.text)!.imageId, kong: this.s.kong,
-                        env: this.nodeEnv(), networkName: network.name, stack: this.s.stack,
-                    }, { parent: this, dependsOn: after });
-                    this.record(step, serving.nodes);
+                        env: this.nodeEnv(), networkName: network.name, stack: this.s.stack, after,
+                    }, { parent: this });
+                    serving.nodes.forEach((node, i) => this.done.set(step.resources[i], [node]));
                     break;
                 }
                 default: {
@@ -82,17 +82,13 @@ export class KongDeployment extends pulumi.ComponentResource {
                         // Only the snapshot's identity and figures leave the secret stdout.
                         snapshot = cmd.stdout;
                     }
-                    this.record(step, [cmd]);
+                    this.done.set(step.resources[0], [cmd]);
                 }
             }
         }
         this.serving = serving!;
         this.snapshot = snapshot;
         this.registerOutputs({});
-    }
-
-    private record(step: PlannedStep, resources: pulumi.Resource[]): void {
-        this.done.set(step.resources[0], resources);
     }
 
     private after(step: PlannedStep): pulumi.Resource[] {

@@ -16,7 +16,7 @@ export interface PlannedStep {
     resources: string[];
     /** What an operator reads in the runbook. */
     title: string;
-    /** Steps (by first resource name) this one waits for. */
+    /** Resources (by logical name) this step waits for. */
     after: string[];
     /** The Kong version the step concerns, when it concerns one. */
     version?: KongVersion;
@@ -82,7 +82,7 @@ export function planRunbook(s: Settings): Runbook {
     const steps: PlannedStep[] = [];
     const add = (step: Omit<PlannedStep, "after">, after?: string[]) => {
         const prev = steps[steps.length - 1];
-        steps.push({ ...step, after: after ?? (prev ? [prev.resources[0]] : []) });
+        steps.push({ ...step, after: after ?? (prev ? prev.resources : []) });
     };
     add({ kind: "database", resources: [names.database], title: `shared database: ${db}` });
     const images = imagesNeeded(s);

@@ -136,7 +136,7 @@ export function upgradeChain(from: KongVersion, via: readonly KongVersion[], to:
         const where = i === chain.length - 1 && via.length === 0 ? "" : ` (between ${a.text} and ${b.text})`;
         throw new VersionError(
             `Kong ${a.text} → ${b.text} is not a direct upgrade${where}: Kong routes it through ` +
-            `${hops.join(", ")}. Add the exact versions of those hops to upgrade.via, in order, ` +
+            `${hops.length > 1 ? `${hops.slice(0, -1).join(", ")} and ${hops[hops.length - 1]}` : hops[0]}. Add the exact versions of those hops to upgrade.via, in order, ` +
             `e.g. upgrade.via: [${hops.map((h) => `"${h}.x"`).join(", ")}] with the patch release of each image`);
     }
     return chain.slice(1);
