@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite (`npm test`): type-check, compile the test fixtures, run every test file.
+# Tests start what they need themselves (embedded PostgreSQL per file); the Docker rehearsal
+# runs only where a Docker engine answers, and says so when it does not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx tsc --noEmit -p .
+rm -rf build && npx tsc -p . --noEmit false --outDir build --rootDir . --sourceMap false
+exec node --require ts-node/register/transpile-only --test --test-concurrency=2 test/*.test.ts

@@ -1,0 +1,394 @@
+// The step programs against a real PostgreSQL and the Kong stand-in, run through the same entry
+// point and environment as the Pulumi Commands.
+import { strict as assert } from "assert";
+import { spawn, ChildProcess } from "child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "fs";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "pg";
+import { DbTarget, StepSpec } from "../steps/lib/spec";
+import { stamp } from "../steps/lib/log";
+import { TestServer, startPostgres } from "./helpers/postgres";
+import { STANDIN, StepRun, cluster, fakeDockerState, kongRun, runStep } from "./helpers/steps";
+
+let server: TestServer;
+before(async () => { server = await startPostgres(); });
+after(async () => { await server?.stop(); });
+
+const PREFIX = (db: DbTarget) => `${db.database.slice(0, 16)}_snap_3_4_3_to_3_7_1_`;
+
+function ok(r: StepRun): Record<string, unknown> {
+    assert.equal(r.code, 0, `step failed (exit ${r.code}):\n${r.stderr}`);
+    return r.result!;
+}
+
+async function query<T extends Record<string, unknown>>(db: DbTarget, password: string, sql: string, database = db.database): Promise<T[]> {
+    const c = new Client({ host: db.host, port: db.port, user: db.user, password, database });
+    await c.connect();
+    try {
+        return (await c.query<T>(sql)).rows;
+    } finally {
+        await c.end();
+    }
+}
+
+/** Every entity row and the migration record: what must come back identical after a restore. */
+async function contents(db: DbTarget, password: string): Promise<string> {
+    const out: Record<string, unknown> = {};
+    for (const t of ["schema_meta", "services", "routes", "consumers", "plugins", "upstreams", "targets"]) {
+        out[t] = await query(db, password, `SELECT * FROM ${t} ORDER BY 1, 2`);
+    }
+    return JSON.stringify(out);
+}
+
+async function bootstrapped(label: string, version = "3.4.3"): Promise<{ db: DbTarget; password: string }> {
+    const t = await server.kongDatabase(label);
+    ok(await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, version) }, t));
+    return t;
+}
+
+async function writeEntities(db: DbTarget, password: string, n: number): Promise<void> {
+    await query(db, password, `
+        INSERT INTO services (id, name, host) SELECT gen_random_uuid(), 'svc-' || i, 'upstream-' || i || '.internal' FROM generate_series(1, ${n}) i;
+        INSERT INTO routes (id, name, service_id, paths) SELECT gen_random_uuid(), 'route-' || s.name, s.id, ARRAY['/' || s.name] FROM services s;
+        INSERT INTO consumers (id, username) SELECT gen_random_uuid(), 'user-' || i FROM generate_series(1, ${n}) i;
+        INSERT INTO plugins (id, name, service_id, config) SELECT gen_random_uuid(), 'rate-limiting', s.id, '{"minute": 5}' FROM services s;`);
+}
+
+const migrate = async (t: { db: DbTarget; password: string }, version: string, phase: "up" | "finish", env: Record<string, string> = {}) =>
+    runStep({ step: "migrations", phase, db: t.db, kong: kongRun(t.db, version) }, { ...t, env });
+
+function freePort(): Promise<number> {
+    return new Promise((resolve) => {
+        const s = net.createServer().listen(0, "127.0.0.1", () => {
+            const port = (s.address() as net.AddressInfo).port;
+            s.close(() => resolve(port));
+        });
+    });
+}
+
+/** A stand-in Kong node serving /status on `port`, as a container of the cluster would. */
+async function startNode(t: { db: DbTarget; password: string }, version: string): Promise<{ port: number; proc: ChildProcess }> {
+    const port = await freePort();
+    const prefix = mkdtempSync(path.join(os.tmpdir(), "kong-prefix-"));
+    const proc = spawn(STANDIN, ["start"], {
+        env: {
+            ...process.env, KONG_VERSION: version, KONG_PREFIX: prefix, KONG_PG_HOST: t.db.host, KONG_PG_PORT: String(t.db.port),
+            KONG_PG_USER: t.db.user, KONG_PG_PASSWORD: t.password, KONG_PG_DATABASE: t.db.database,
+            KONG_STATUS_LISTEN: `127.0.0.1:${port}`, KONG_ADMIN_LISTEN: `127.0.0.1:${port + 1}`, KONG_PROXY_LISTEN: `127.0.0.1:${port + 2}`,
+        },
+        stdio: "ignore",
+    });
+    return { port, proc };
+}
+
+describe("bootstrap", () => {
+    it("bootstraps a fresh database once, then leaves it alone", async () => {
+        const t = await server.kongDatabase("fresh");
+        const first = ok(await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, t));
+        assert.equal(first.bootstrapped, true);
+        const meta = await query<{ subsystem: string; executed: string[] }>(t.db, t.password, "SELECT subsystem, executed FROM schema_meta ORDER BY subsystem");
+        assert.deepEqual(meta.map((m) => m.subsystem), ["core", "rate-limiting"]);
+        assert.ok(meta[0].executed.includes("020_330_to_340"));
+        const second = ok(await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, t));
+        assert.equal(second.bootstrapped, false);
+    });
+
+    it("refuses a database that holds an older Kong schema", async () => {
+        const t = await bootstrapped("older");
+        const r = await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.5.0") }, t);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /older Kong schema than 3\.5\.0/);
+    });
+});
+
+describe("upgrade 3.4.3 → 3.7.1 through 3.5 and 3.6", () => {
+    it("migrates hop by hop, keeps every entity, and verify confirms it through a 3.7.1 node", async () => {
+        const t = await bootstrapped("path");
+        await writeEntities(t.db, t.password, 25);
+        const before = await query<{ name: string }>(t.db, t.password, "SELECT name FROM services ORDER BY name");
+        const docker = fakeDockerState();
+        writeFileSync(docker, JSON.stringify({
+            "st-kong-3-4-3-node-0": { running: true, health: "healthy", labels: { "kong-upgrade.stack": "st", "kong-upgrade.version": "3.4.3", "kong-upgrade.role": "node" } },
+        }));
+        const env = { FAKE_DOCKER_STATE: docker };
+        const x = cluster("st", "3.4.3", [{ container: "st-kong-3-4-3-node-0" }]);
+        ok(await runStep({ step: "preflight", mode: "upgrade", db: t.db, kong: kongRun(t.db, "3.5.0"), cluster: x, to: "3.7.1", snapshotPrefix: PREFIX(t.db) }, { ...t, env }));
+        ok(await runStep({ step: "stop", cluster: x, drainSeconds: 5 }, { ...t, env }));
+        assert.equal(JSON.parse(readFileSync(docker, "utf8"))["st-kong-3-4-3-node-0"].running, false);
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, t));
+        assert.deepEqual(snap.entityCounts, { services: 25, routes: 25, consumers: 25, plugins: 25, upstreams: 0, targets: 0 });
+
+        for (const hop of ["3.5.0", "3.6.1", "3.7.1"]) {
+            const up = ok(await migrate(t, hop, "up"));
+            assert.equal(up.before, "new");
+            const fin = ok(await migrate(t, hop, "finish"));
+            assert.equal(fin.after, "up-to-date");
+        }
+        const core = await query<{ executed: string[]; pending: string[] }>(t.db, t.password, "SELECT executed, pending FROM schema_meta WHERE subsystem = 'core'");
+        assert.ok(core[0].executed.includes("023_360_to_370"));
+        assert.deepEqual(core[0].pending, []);
+        // teardowns ran: 3.6's backfill and 3.7's instance names
+        const plugins = await query<{ instance_name: string | null }>(t.db, t.password, "SELECT instance_name FROM plugins");
+        assert.ok(plugins.every((p) => p.instance_name !== null));
+        assert.deepEqual(await query(t.db, t.password, "SELECT name FROM services ORDER BY name"), before);
+
+        const node = await startNode(t, "3.7.1");
+        try {
+            const y = cluster("st", "3.7.1", [{ container: "y0", port: node.port }]);
+            const v = ok(await runStep({ step: "verify", db: t.db, kong: kongRun(t.db, "3.7.1"), cluster: y, timeoutSeconds: 30 },
+                { ...t, expect: JSON.stringify(snap) }));
+            assert.equal((v.entityCounts as Record<string, number>).services, 25);
+        } finally {
+            node.proc.kill("SIGQUIT");
+        }
+    });
+
+    it("verify fails when entities recorded at snapshot time are gone", async () => {
+        const t = await bootstrapped("lost");
+        await writeEntities(t.db, t.password, 3);
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, t));
+        await query(t.db, t.password, "DELETE FROM consumers WHERE username = 'user-1'");
+        const node = await startNode(t, "3.4.3");
+        try {
+            const r = await runStep({ step: "verify", db: t.db, kong: kongRun(t.db, "3.4.3"), cluster: cluster("st", "3.4.3", [{ container: "n", port: node.port }]), timeoutSeconds: 30 },
+                { ...t, expect: JSON.stringify(snap) });
+            assert.equal(r.code, 1);
+            assert.match(r.stderr, /consumers 2 of 3/);
+        } finally {
+            node.proc.kill("SIGQUIT");
+        }
+    });
+
+    it("a failure in the middle of up stops the step with Kong's error, and a rerun completes", async () => {
+        const t = await bootstrapped("midup", "3.5.0");
+        // 3.5 → 3.6 has two new migrations: core 022 (with teardown) and rate-limiting 006.
+        const failed = await migrate(t, "3.6.1", "up", { KONG_SIM_FAIL_UP_AT: "006_350_to_360" });
+        assert.equal(failed.code, 1);
+        assert.match(failed.stderr, /failed to run migration '006_350_to_360' up: injected failure/);
+        const state = await query<{ subsystem: string; pending: string[] }>(t.db, t.password, "SELECT subsystem, pending FROM schema_meta WHERE subsystem = 'core'");
+        assert.deepEqual(state[0].pending, ["022_350_to_360"]);
+        const rerun = ok(await migrate(t, "3.6.1", "up"));
+        assert.equal(rerun.before, "pending");
+        ok(await migrate(t, "3.6.1", "finish"));
+        const list = await runStep({ step: "migrations", phase: "finish", db: t.db, kong: kongRun(t.db, "3.6.1") }, t);
+        assert.equal(ok(list).before, "up-to-date");
+    });
+
+    it("up that Kong aborts because another runner holds the lock is a failure, not a success", async () => {
+        const t = await bootstrapped("abort");
+        // finish does not wait for the lock: Kong prints "aborted: …" and exits 0.
+        ok(await migrate(t, "3.5.0", "up"));
+        await query(t.db, t.password, "INSERT INTO locks (key, owner, ttl) VALUES ('migrations', 'other-node', now() + interval '1 minute')");
+        const r = await migrate(t, "3.5.0", "finish");
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /another node held the migrations lock; nothing was migrated/);
+    });
+});
+
+describe("preflight", () => {
+    const upgradeSpec = (db: DbTarget, hop = "3.5.0"): StepSpec => ({
+        step: "preflight", mode: "upgrade", db, kong: kongRun(db, hop), cluster: cluster("pf", "3.4.3", [{ container: "pf-kong-3-4-3-node-0" }]),
+        to: "3.7.1", snapshotPrefix: PREFIX(db),
+    });
+    const xRunning = () => {
+        const state = fakeDockerState();
+        writeFileSync(state, JSON.stringify({ "pf-kong-3-4-3-node-0": { running: true, health: "healthy", labels: { "kong-upgrade.stack": "pf", "kong-upgrade.version": "3.4.3", "kong-upgrade.role": "node" } } }));
+        return state;
+    };
+
+    it("refuses pending migrations of an earlier upgrade", async () => {
+        const t = await bootstrapped("pending");
+        ok(await migrate(t, "3.5.0", "up")); // 021 left pending, as an upgrade that never ran finish
+        const r = await runStep(upgradeSpec(t.db, "3.6.1"), { ...t, env: { FAKE_DOCKER_STATE: xRunning() } });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /an earlier upgrade was not finished/);
+    });
+
+    it("refuses a live migrations lock and reports an expired one", async () => {
+        const t = await bootstrapped("lock");
+        await query(t.db, t.password, "INSERT INTO locks (key, owner, ttl) VALUES ('migrations', 'node-a', now() + interval '5 minutes')");
+        const live = await runStep(upgradeSpec(t.db), { ...t, env: { FAKE_DOCKER_STATE: xRunning() } });
+        assert.equal(live.code, 1);
+        assert.match(live.stderr, /another runner holds Kong's migrations lock \(owner node-a/);
+        await query(t.db, t.password, "UPDATE locks SET ttl = now() - interval '1 minute'");
+        const expired = ok(await runStep(upgradeSpec(t.db), { ...t, env: { FAKE_DOCKER_STATE: xRunning() } }));
+        assert.match(JSON.stringify(expired.notes), /expired migrations lock \(owner node-a/);
+    });
+
+    it("refuses a Y cluster that runs but was never promoted", async () => {
+        const t = await bootstrapped("stray");
+        const state = xRunning();
+        const world = JSON.parse(readFileSync(state, "utf8")) as Record<string, unknown>;
+        world["pf-kong-3-7-1-node-0"] = { running: true, health: "healthy", labels: { "kong-upgrade.stack": "pf", "kong-upgrade.version": "3.7.1", "kong-upgrade.role": "node" } };
+        writeFileSync(state, JSON.stringify(world));
+        const r = await runStep(upgradeSpec(t.db), { ...t, env: { FAKE_DOCKER_STATE: state } });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /promote 3\.7\.1 first/);
+    });
+
+    it("refuses when X's nodes do not exist (wrong kong.version)", async () => {
+        const t = await bootstrapped("nonodes");
+        const r = await runStep(upgradeSpec(t.db), { ...t, env: { FAKE_DOCKER_STATE: fakeDockerState() } });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /pf-kong-3-4-3-node-0 do not exist/);
+    });
+
+    it("a wrong password is a clear error and changes nothing", async () => {
+        const t = await bootstrapped("badpw");
+        const r = await runStep(upgradeSpec(t.db), { password: "not-the-password", env: { FAKE_DOCKER_STATE: xRunning() } });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /password authentication failed\. Check database\.password/);
+        const snap = await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false },
+            { password: "not-the-password" });
+        assert.equal(snap.code, 1);
+        const dbs = await query<{ datname: string }>(t.db, t.password, `SELECT datname FROM pg_database WHERE datname LIKE '${t.db.database}%'`);
+        assert.deepEqual(dbs.map((d) => d.datname), [t.db.database]);
+    });
+});
+
+describe("snapshot and restore", () => {
+    const snapSpec = (db: DbTarget): StepSpec => ({ step: "snapshot", db, strategy: "template", prefix: PREFIX(db), from: "3.4.3", to: "3.7.1", terminateSessions: false });
+    const restoreSpec = (db: DbTarget, strategy: "rename" | "copy" = "rename", snapshot?: string): StepSpec =>
+        ({ step: "restore", db, strategy, prefix: PREFIX(db), snapshot });
+
+    for (const strategy of ["rename", "copy"] as const) {
+        it(`restore by ${strategy} after finish gives back schema_meta and every entity row, and keeps the failed database aside`, async () => {
+            const t = await bootstrapped(`restore_${strategy}`);
+            await writeEntities(t.db, t.password, 10);
+            const original = await contents(t.db, t.password);
+            const snap = ok(await runStep(snapSpec(t.db), t));
+            ok(await migrate(t, "3.5.0", "up"));
+            ok(await migrate(t, "3.5.0", "finish"));
+            await query(t.db, t.password, "INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'written-after-upgrade')");
+            assert.notEqual(await contents(t.db, t.password), original);
+
+            const r = ok(await runStep(restoreSpec(t.db, strategy), t));
+            assert.equal(r.snapshot, snap.snapshot);
+            assert.equal(await contents(t.db, t.password), original);
+            const aside = r.setAside as string;
+            assert.match(aside, new RegExp(`^${t.db.database.slice(0, 40)}_failed_\\d{14}$`));
+            const kept = await query<{ username: string }>({ ...t.db, database: aside }, t.password, "SELECT username FROM consumers WHERE username = 'written-after-upgrade'", aside);
+            assert.equal(kept.length, 1, "the failed database keeps what was written to it");
+            const snapshotStillThere = (await query(t.db, t.password, `SELECT 1 FROM pg_database WHERE datname = '${String(snap.snapshot)}'`)).length === 1;
+            assert.equal(snapshotStillThere, strategy === "copy");
+
+            // The same rollback again: a no-op, nothing set aside twice.
+            const again = ok(await runStep(restoreSpec(t.db, strategy), t));
+            assert.equal(again.alreadyRestored, true);
+            assert.equal(again.setAside, aside);
+            const failed = await query(t.db, t.password, `SELECT datname FROM pg_database WHERE datname LIKE '${t.db.database.slice(0, 40)}_failed_%'`);
+            assert.equal(failed.length, 1);
+            assert.equal(await contents(t.db, t.password), original);
+        });
+    }
+
+    it("restore refuses while a client is still connected, and changes nothing", async () => {
+        const t = await bootstrapped("busy");
+        ok(await runStep(snapSpec(t.db), t));
+        const c = new Client({ ...t.db, password: t.password });
+        await c.connect();
+        try {
+            const r = await runStep(restoreSpec(t.db), t);
+            assert.equal(r.code, 1);
+            assert.match(r.stderr, /still connected to .*Nothing was changed/);
+        } finally {
+            await c.end();
+        }
+        const dbs = await query<{ datname: string }>(t.db, t.password, `SELECT datname FROM pg_database WHERE datname LIKE '${t.db.database.slice(0, 16)}%' ORDER BY 1`);
+        assert.equal(dbs.filter((d) => d.datname.includes("_failed_")).length, 0);
+    });
+
+    it("snapshot refuses connected clients unless told to end them", async () => {
+        const t = await bootstrapped("sessions");
+        const c = new Client({ ...t.db, password: t.password });
+        await c.connect();
+        c.on("error", () => undefined);
+        const refused = await runStep(snapSpec(t.db), t);
+        assert.equal(refused.code, 1);
+        assert.match(refused.stderr, /session\(s\) are connected .* upgrade\.terminateSessions: true/);
+        ok(await runStep({ ...snapSpec(t.db), terminateSessions: true } as StepSpec, t));
+        await c.end().catch(() => undefined);
+    });
+
+    it("never overwrites an existing snapshot of the same name", async () => {
+        const t = await bootstrapped("taken");
+        const now = Date.now();
+        const admin = await server.admin();
+        try {
+            for (let s = 0; s < 20; s++) await admin.query(`CREATE DATABASE "${PREFIX(t.db)}${stamp(new Date(now + s * 1000))}"`);
+        } finally {
+            await admin.end();
+        }
+        const r = await runStep(snapSpec(t.db), t);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /exists already; it is never overwritten/);
+    });
+
+    it("rollback without a snapshot names what to set", async () => {
+        const t = await bootstrapped("nosnap");
+        const r = await runStep(restoreSpec(t.db), t);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /no snapshot of this upgrade .* name one with upgrade\.snapshot/);
+        const pf = await runStep({ step: "preflight", mode: "rollback", db: t.db, cluster: cluster("rb", "3.7.1", []), from: "3.4.3", snapshotPrefix: PREFIX(t.db) }, t);
+        assert.equal(pf.code, 1);
+        assert.match(pf.stderr, /no snapshot of the 3\.4\.3 → 3\.7\.1 upgrade exists/);
+    });
+
+    it("a retry after a rollback takes a fresh snapshot and rollback picks the newest", async () => {
+        const t = await bootstrapped("retry");
+        const first = ok(await runStep({ ...snapSpec(t.db) }, t));
+        await new Promise((r) => setTimeout(r, 1100));
+        await writeEntities(t.db, t.password, 2);
+        const second = ok(await runStep({ ...snapSpec(t.db) }, t));
+        assert.notEqual(first.snapshot, second.snapshot);
+        const r = ok(await runStep(restoreSpec(t.db, "copy"), t));
+        assert.equal(r.snapshot, second.snapshot);
+        const named = ok(await runStep(restoreSpec(t.db, "copy", String(first.snapshot)), t));
+        assert.equal(named.snapshot, first.snapshot);
+        assert.equal((await query(t.db, t.password, "SELECT 1 FROM services")).length, 0);
+    });
+
+    it("dump strategy: pg_dump -Fc with a checksum, restored into a fresh database and swapped in", async () => {
+        const t = await bootstrapped("dump");
+        await writeEntities(t.db, t.password, 5);
+        const original = await contents(t.db, t.password);
+        const dir = mkdtempSync(path.join(os.tmpdir(), "dumps-"));
+        const dump = { image: "postgres:15", network: "unused", directory: dir, host: t.db.host, port: t.db.port };
+        const env = { KONG_UPGRADE_PG_TOOLS: "local" };
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "dump", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, dump }, { ...t, env }));
+        assert.ok(existsSync(String(snap.location)));
+        assert.match(String(snap.sha256), /^[0-9a-f]{64}$/);
+        ok(await migrate(t, "3.5.0", "up"));
+        ok(await migrate(t, "3.5.0", "finish"));
+        const r = ok(await runStep({ step: "restore", db: t.db, strategy: "rename", prefix: PREFIX(t.db), dump }, { ...t, env }));
+        assert.equal(r.snapshot, snap.snapshot);
+        assert.equal(await contents(t.db, t.password), original);
+    });
+});
+
+describe("secrets", () => {
+    it("the password appears in no stdout, stderr or docker argv of any step", async () => {
+        const t = await server.kongDatabase("secret");
+        const state = fakeDockerState();
+        writeFileSync(state, JSON.stringify({ "sx-kong-3-4-3-node-0": { running: true, health: "healthy", labels: { "kong-upgrade.stack": "sx", "kong-upgrade.version": "3.4.3", "kong-upgrade.role": "node" } } }));
+        const env = { FAKE_DOCKER_STATE: state };
+        const x = cluster("sx", "3.4.3", [{ container: "sx-kong-3-4-3-node-0" }]);
+        const runs = [
+            await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, { ...t, env }),
+            await runStep({ step: "preflight", mode: "upgrade", db: t.db, kong: kongRun(t.db, "3.5.0"), cluster: x, to: "3.7.1", snapshotPrefix: PREFIX(t.db) }, { ...t, env }),
+            await runStep({ step: "stop", cluster: x, drainSeconds: 1 }, { ...t, env }),
+            await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, { ...t, env }),
+            await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") }, { ...t, env }),
+            await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") }, { password: "wrong-" + t.password, env }),
+            await runStep({ step: "restore", db: t.db, strategy: "rename", prefix: PREFIX(t.db) }, { ...t, env }),
+        ];
+        for (const r of runs.slice(0, 5)) ok(r);
+        for (const r of runs) {
+            assert.ok(!r.stdout.includes(t.password) && !r.stderr.includes(t.password), "password printed by a step");
+        }
+        assert.ok(!readFileSync(`${state}.log`, "utf8").includes(t.password), "password in a docker argv");
+    });
+});
