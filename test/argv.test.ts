@@ -1,0 +1,37 @@
+// The command lines the step programs hand to docker: one function builds each, and no secret is in them.
+import { strict as assert } from "assert";
+import { describe, it } from "node:test";
+import { kongDockerArgv } from "../steps/lib/kong";
+import { pgToolArgv, pgConnArgs } from "../steps/lib/pgtools";
+import { KongRun } from "../steps/lib/spec";
+
+const run: KongRun = {
+    image: "kong:3.7.1", version: "3.7.1", network: "kong-upgrade-dev", plugins: "bundled,my-plugin", env: { KONG_LOG_LEVEL: "notice" },
+    pg: { host: "kong-database", port: 5432, database: "kong", user: "kong", ssl: false, schema: "kong_schema" },
+    lockTimeoutSeconds: 600, license: true,
+};
+
+describe("kongDockerArgv", () => {
+    it("runs kong once in a removed-after container of the target image, with Y's settings and secrets by name", () => {
+        delete process.env.KONG_UPGRADE_DOCKER;
+        assert.deepEqual(kongDockerArgv(run, ["migrations", "up", "--lock-timeout", "600"]), [
+            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "--label", "kong-upgrade.role=migrations",
+            "-e", "KONG_DATABASE=postgres", "-e", "KONG_PG_HOST=kong-database", "-e", "KONG_PG_PORT=5432", "-e", "KONG_PG_USER=kong",
+            "-e", "KONG_PG_DATABASE=kong", "-e", "KONG_PG_SSL=off", "-e", "KONG_PG_SCHEMA=kong_schema", "-e", "KONG_PLUGINS=bundled,my-plugin",
+            "-e", "KONG_LOG_LEVEL=notice", "-e", "KONG_PG_PASSWORD", "-e", "KONG_LICENSE_DATA",
+            "kong:3.7.1", "kong", "migrations", "up", "--lock-timeout", "600",
+        ]);
+    });
+});
+
+describe("pgToolArgv", () => {
+    const dump = { image: "postgres:15", network: "kong-upgrade-dev", directory: "/var/snapshots", host: "kong-database", port: 5432 };
+    const db = { host: "127.0.0.1", port: 15432, database: "kong", user: "kong", sslmode: "disable" as const };
+    it("runs pg_dump in a PostgreSQL container with the dump folder mounted and PGPASSWORD by name", () => {
+        delete process.env.KONG_UPGRADE_PG_TOOLS;
+        assert.deepEqual(pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, db, "kong"), "-f", { file: "snap.dump" }]), [
+            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots", "-e", "PGPASSWORD", "postgres:15",
+            "pg_dump", "-Fc", "-h", "kong-database", "-p", "5432", "-U", "kong", "-d", "kong", "-f", "/snapshots/snap.dump",
+        ]);
+    });
+});
