@@ -33,6 +33,11 @@ export interface EvaluateOptions {
     config: Record<string, string>;
     secretKeys: string[];
     preview: boolean;
+    /**
+     * What registering a resource does. Default: nothing, the inputs become the state (a plan).
+     * The rehearsal passes one that performs the resource's real effect.
+     */
+    newResource?: (args: pulumi.runtime.MockResourceArgs, registration: Registration) => Promise<{ id: string; state: Record<string, unknown> }>;
 }
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -87,31 +92,42 @@ function mockState(type: string, name: string, inputs: Record<string, unknown>):
 
 export async function evaluateProgram(opts: EvaluateOptions): Promise<Evaluation> {
     const registrations: Registration[] = [];
+    const pending = new Map<string, Registration>();
     await pulumi.runtime.setMocks({
-        newResource: (args) => ({ id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) }),
+        newResource: (args) => {
+            const registration = pending.get(`${args.type}::${args.name}`)!;
+            return opts.newResource
+                ? opts.newResource(args, registration)
+                : { id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) };
+        },
         call: (args) => args.inputs,
     }, "kong-upgrade", opts.stack, opts.preview);
-    const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: RegisterRequest, cb: Callback): Promise<void> };
+    const monitor = pulumi.runtime.getMonitor() as unknown as {
+        registerResource(req: RegisterRequest, cb: Callback): Promise<void>;
+        newUrn(parent: string, type: string, name: string): string;
+    };
     const register = monitor.registerResource.bind(monitor);
-    monitor.registerResource = (req: RegisterRequest, cb: Callback) => register(req, (err, res) => {
-        if (!err) {
-            const secretInputs: string[] = [];
-            const raw = req.getObject()?.toJavaScript() ?? {};
-            const inputs = Object.fromEntries(Object.entries(raw).map(([k, v]) => {
-                const s = { found: false };
-                const r = readable(v, s);
-                if (s.found) secretInputs.push(k);
-                return [k, r];
-            }));
-            registrations.push({
-                type: req.getType(), name: req.getName(), urn: res.getUrn(), parent: req.getParent(), custom: req.getCustom(),
-                inputs, secretInputs, deps: req.getDependenciesList(), retainOnDelete: req.getRetainondelete(),
-                protect: req.getProtect(), ignoreChanges: req.getIgnorechangesList(),
-                additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
-            });
-        }
-        cb(err, res);
-    });
+    monitor.registerResource = (req: RegisterRequest, cb: Callback) => {
+        const secretInputs: string[] = [];
+        const raw = req.getObject()?.toJavaScript() ?? {};
+        const inputs = Object.fromEntries(Object.entries(raw).map(([k, v]) => {
+            const s = { found: false };
+            const r = readable(v, s);
+            if (s.found) secretInputs.push(k);
+            return [k, r];
+        }));
+        const registration: Registration = {
+            type: req.getType(), name: req.getName(), urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
+            parent: req.getParent(), custom: req.getCustom(), inputs, secretInputs, deps: req.getDependenciesList(),
+            retainOnDelete: req.getRetainondelete(), protect: req.getProtect(), ignoreChanges: req.getIgnorechangesList(),
+            additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+        };
+        pending.set(`${registration.type}::${registration.name}`, registration);
+        return register(req, (err, res) => {
+            if (!err) registrations.push(registration);
+            cb(err, res);
+        });
+    };
     pulumi.runtime.setAllConfig(opts.config, opts.secretKeys);
 
     let program: Record<string, unknown>;

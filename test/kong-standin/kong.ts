@@ -5,7 +5,9 @@
 // until `finish`, nodes refusing to start on new migrations. Reads Kong's KONG_* environment.
 //
 // Fault injection (environment):
-//   KONG_SIM_FAIL_UP_AT=<migration>   `up` fails inside that migration's transaction
+//   KONG_SIM_FAIL_UP_AT=<migration>   `up` fails inside that migration's transaction; a row
+//                                     (name) in table kong_sim_faults does the same, so a rehearsal
+//                                     can inject a fault into containers it does not configure
 //   KONG_SIM_CRASH_HOLDING_LOCK=1     take the migrations lock, then die without releasing it
 //   KONG_SIM_HANG=<seconds>           sleep before doing anything
 import { randomUUID } from "crypto";
@@ -151,12 +153,18 @@ async function withLock(c: Client, ttl: number, wait: boolean, fn: () => Promise
 
 // ---- running migrations (kong/db/init.lua run_migrations) -------------------------------------
 
+async function injectedFault(c: Client, name: string): Promise<boolean> {
+    if (env.KONG_SIM_FAIL_UP_AT === name) return true;
+    const r = await c.query("SELECT 1 FROM kong_sim_faults WHERE name = $1", [name]).catch(() => ({ rowCount: 0 }));
+    return (r.rowCount ?? 0) > 0;
+}
+
 async function runUp(c: Client, s: Subsystem, m: Migration, alsoTeardown: boolean): Promise<void> {
-    if (env.KONG_SIM_FAIL_UP_AT === m.name) {
+    if (await injectedFault(c, m.name)) {
         await c.query("BEGIN");
         await c.query(m.up).catch(() => undefined);
         await c.query("ROLLBACK");
-        throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' up: injected failure (KONG_SIM_FAIL_UP_AT)`);
+        throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' up: injected failure`);
     }
     await c.query(`BEGIN; ${m.up}; COMMIT;`);
     if (m.teardown && alsoTeardown) {

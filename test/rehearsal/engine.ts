@@ -1,0 +1,347 @@
+// A TEST DOUBLE OF THE PULUMI ENGINE, for rehearsals on machines without the Pulumi CLI.
+// It evaluates index.ts with Pulumi's mocks in update mode, and registering a resource performs
+// that resource's real effect with the docker CLI, the pg driver or /bin/sh. The SDK registers a
+// resource only after its dependencies finished, so the order comes from the program itself.
+// Like the engine: a resource whose inputs did not change is left alone ("same", even a stopped
+// container); removed resources are deleted after the program finished, dependents first,
+// honouring retainOnDelete, and never when a step failed. State persists in a JSON file.
+//
+// Usage (one process per `pulumi up`, as Pulumi's runtime is process-wide):
+//   KONG_UPGRADE_REHEARSAL='{"stack":…,"config":{…},"stateFile":…}' node -r ts-node/register/transpile-only test/rehearsal/engine.ts
+import { spawn } from "child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Client } from "pg";
+import { Registration, evaluateProgram } from "../../bin/evaluate";
+
+const ROOT = path.join(__dirname, "..", "..");
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+interface Resource {
+    urn: string;
+    type: string;
+    name: string;
+    inputs: Record<string, unknown>;
+    outputs: Record<string, unknown>;
+    deps: string[];
+    parent: string;
+    retainOnDelete: boolean;
+    protect: boolean;
+}
+
+interface State {
+    resources: Record<string, Resource>;
+}
+
+export interface TimelineEntry {
+    name: string;
+    type: string;
+    op: "create" | "update" | "replace" | "delete" | "same";
+    start: number;
+    end: number;
+    ok: boolean;
+}
+
+export interface RunOptions {
+    stack: string;
+    config: Record<string, unknown>;
+    stateFile: string;
+    /** Where the timeline of this run is written (JSON). */
+    timelineFile?: string;
+}
+
+const timeline: TimelineEntry[] = [];
+
+function log(line: string): void {
+    process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] ${line}\n`);
+}
+
+/** Secrets come through the mocks as {sig, value}; the engine handles plain values. */
+function plain(v: unknown): unknown {
+    if (Array.isArray(v)) return v.map(plain);
+    if (v && typeof v === "object") {
+        const o = v as Record<string, unknown>;
+        if (o[SECRET_SIG] !== undefined && "value" in o) return plain(o.value);
+        return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, plain(x)]));
+    }
+    return v;
+}
+
+function run(argv: string[], opts: { env?: Record<string, string>; cwd?: string; stream?: boolean } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+        const child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
+        child.stderr.on("data", (d: Buffer) => {
+            stderr += d.toString();
+            if (opts.stream) for (const line of d.toString().split("\n").filter(Boolean)) process.stderr.write(`      | ${line}\n`);
+        });
+        child.on("error", reject);
+        child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    });
+}
+
+async function docker(args: string[], what: string): Promise<string> {
+    const r = await run(["docker", ...args]);
+    if (r.code !== 0) throw new Error(`${what}: docker ${args[0]} failed: ${r.stderr.trim()}`);
+    return r.stdout.trim();
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- effects per resource type ----------------------------------------------------------------
+
+type Inputs = Record<string, unknown>;
+
+async function createContainer(name: string, i: Inputs): Promise<Inputs> {
+    const argv = ["run", "-d", "--name", String(i.name)];
+    if (i.hostname) argv.push("--hostname", String(i.hostname));
+    const nets = (i.networksAdvanced as Array<{ name: string; aliases?: string[] }> | undefined) ?? [];
+    if (nets[0]) {
+        argv.push("--network", nets[0].name);
+        for (const a of nets[0].aliases ?? []) argv.push("--network-alias", a);
+    }
+    for (const p of (i.ports as Array<{ internal: number; external: number; ip?: string }> | undefined) ?? []) {
+        argv.push("-p", `${p.ip ?? "0.0.0.0"}:${p.external}:${p.internal}`);
+    }
+    for (const l of (i.labels as Array<{ label: string; value: string }> | undefined) ?? []) argv.push("--label", `${l.label}=${l.value}`);
+    const hc = i.healthcheck as { tests: string[]; interval?: string; timeout?: string; retries?: number; startPeriod?: string } | undefined;
+    if (hc) {
+        argv.push("--health-cmd", hc.tests.slice(1).join(" "));
+        if (hc.interval) argv.push("--health-interval", hc.interval);
+        if (hc.timeout) argv.push("--health-timeout", hc.timeout);
+        if (hc.retries) argv.push("--health-retries", String(hc.retries));
+        if (hc.startPeriod) argv.push("--health-start-period", hc.startPeriod);
+    }
+    if (i.restart) argv.push("--restart", String(i.restart));
+    if (i.stopSignal) argv.push("--stop-signal", String(i.stopSignal));
+    for (const v of (i.volumes as Array<{ volumeName: string; containerPath: string }> | undefined) ?? []) argv.push("-v", `${v.volumeName}:${v.containerPath}`);
+    // Environment through a private file, as the provider passes it through the API: no secret in argv.
+    const dir = mkdtempSync(path.join(os.tmpdir(), "rehearsal-env-"));
+    const envFile = path.join(dir, "env");
+    writeFileSync(envFile, `${((i.envs as string[] | undefined) ?? []).join("\n")}\n`);
+    chmodSync(envFile, 0o600);
+    argv.push("--env-file", envFile, String(i.image));
+    try {
+        await docker(argv, name);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+    if (i.wait) {
+        const deadline = Date.now() + Number(i.waitTimeout ?? 60) * 1000;
+        for (;;) {
+            const status = await docker(["inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", String(i.name)], name);
+            if (status.endsWith("healthy") && !status.endsWith("unhealthy")) break;
+            if (status.startsWith("exited") || Date.now() > deadline) {
+                const logs = await run(["docker", "logs", "--tail", "20", String(i.name)]);
+                await run(["docker", "rm", "-f", String(i.name)]);
+                throw new Error(`container ${i.name} is not healthy (${status}):\n${logs.stdout}${logs.stderr}`);
+            }
+            await sleep(300);
+        }
+    }
+    return { ...i, id: await docker(["inspect", "-f", "{{.Id}}", String(i.name)], name) };
+}
+
+async function deleteContainer(r: Resource): Promise<void> {
+    const grace = Number(r.inputs.destroyGraceSeconds ?? 0);
+    await run(["docker", "stop", "-t", String(grace), String(r.inputs.name)]);
+    await run(["docker", "rm", "-f", String(r.inputs.name)]);
+}
+
+const providers = new Map<string, Inputs>();
+
+async function withPostgres<T>(provider: string | undefined, fn: (c: Client) => Promise<T>): Promise<T> {
+    const p = providers.get(provider?.split("::").slice(0, -1).join("::") ?? "") ?? [...providers.values()][0];
+    if (!p) throw new Error("no postgresql provider registered");
+    for (let attempt = 0; ; attempt++) {
+        const c = new Client({ host: String(p.host), port: Number(p.port), user: String(p.username), password: String(p.password), database: String(p.database ?? "postgres") });
+        try {
+            await c.connect();
+        } catch (e) {
+            if (attempt > 30) throw e;
+            await sleep(500);
+            continue;
+        }
+        try {
+            return await fn(c);
+        } finally {
+            await c.end();
+        }
+    }
+}
+
+const ident = (s: unknown) => `"${String(s).replace(/"/g, '""')}"`;
+const literal = (s: unknown) => `'${String(s).replace(/'/g, "''")}'`;
+
+async function runCommand(name: string, script: string, env: Record<string, string>): Promise<Inputs> {
+    const r = await run(["/bin/sh", "-c", script], { env, cwd: ROOT, stream: true });
+    if (r.code !== 0) throw new Error(`exit status ${r.code}: running ${JSON.stringify(script)}:\n${r.stdout}${r.stderr}`);
+    return { stdout: r.stdout.replace(/\n$/, ""), stderr: r.stderr.replace(/\n$/, "") };
+}
+
+/** Performs a registration's effect. Returns the outputs, or throws to fail the step. */
+async function apply(reg: Registration, inputs: Inputs, provider: string | undefined, old: Resource | undefined): Promise<Inputs> {
+    const same = old !== undefined && JSON.stringify(old.inputs) === JSON.stringify(inputs);
+    switch (reg.type) {
+        case "docker:index/network:Network": {
+            const exists = (await run(["docker", "network", "inspect", String(inputs.name)])).code === 0;
+            if (!exists) await docker(["network", "create", "--label", "kong-upgrade.rehearsal=1", String(inputs.name)], reg.name);
+            return inputs;
+        }
+        case "docker:index/volume:Volume": {
+            if ((await run(["docker", "volume", "inspect", String(inputs.name)])).code !== 0) {
+                await docker(["volume", "create", "--label", "kong-upgrade.rehearsal=1", String(inputs.name)], reg.name);
+            }
+            return inputs;
+        }
+        case "docker:index/remoteImage:RemoteImage": {
+            const r = await run(["docker", "image", "inspect", "-f", "{{.Id}}", String(inputs.name)]);
+            if (r.code !== 0) throw new Error(`image ${inputs.name} is not present locally (the rehearsal never pulls; build it first)`);
+            return { ...inputs, imageId: r.stdout.trim() };
+        }
+        case "docker:index/container:Container": {
+            if (same && old) return old.outputs;
+            if (old) await deleteContainer(old); // the provider replaces containers delete-first
+            return createContainer(reg.name, inputs);
+        }
+        case "postgresql:index/role:Role":
+            return withPostgres(provider, async (c) => {
+                const exists = (await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [inputs.name])).rowCount === 1;
+                const opts = `LOGIN ${inputs.createDatabase ? "CREATEDB" : ""} PASSWORD ${literal(inputs.password)}`;
+                await c.query(`${exists ? "ALTER" : "CREATE"} ROLE ${ident(inputs.name)} ${opts}`);
+                return inputs;
+            });
+        case "postgresql:index/database:Database":
+            return withPostgres(provider, async (c) => {
+                if ((await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [inputs.name])).rowCount === 0) {
+                    await c.query(`CREATE DATABASE ${ident(inputs.name)} OWNER ${ident(inputs.owner)}`);
+                }
+                return inputs;
+            });
+        case "command:local:Command": {
+            if (same && old) return old.outputs;
+            const env = Object.fromEntries(Object.entries((inputs.environment as Record<string, string> | undefined) ?? {}).map(([k, v]) => [k, String(v)]));
+            const script = String((old && inputs.update) ? inputs.update : inputs.create ?? "");
+            return { ...inputs, ...(await runCommand(reg.name, script, env)) };
+        }
+        default:
+            return inputs;
+    }
+}
+
+async function destroy(r: Resource): Promise<void> {
+    switch (r.type) {
+        case "docker:index/container:Container": return deleteContainer(r);
+        case "docker:index/network:Network": await run(["docker", "network", "rm", String(r.inputs.name)]); return;
+        case "docker:index/volume:Volume": await run(["docker", "volume", "rm", String(r.inputs.name)]); return;
+        case "command:local:Command":
+            if (r.inputs.delete) await runCommand(r.name, String(r.inputs.delete), r.inputs.environment as Record<string, string>);
+            return;
+        case "postgresql:index/database:Database":
+        case "postgresql:index/role:Role":
+            throw new Error(`the rehearsal does not drop ${r.type} ${r.name}; mark it retainOnDelete`);
+        default:
+    }
+}
+
+/** Removed resources, dependents first (the old state's graph, as the engine uses). */
+function deletionOrder(removed: Resource[]): Resource[] {
+    const urns = new Set(removed.map((r) => r.urn));
+    const order: Resource[] = [];
+    const done = new Set<string>();
+    const visit = (r: Resource) => {
+        if (done.has(r.urn)) return;
+        done.add(r.urn);
+        for (const other of removed) if (other.deps.includes(r.urn) || other.parent === r.urn) visit(other);
+        order.push(r);
+    };
+    for (const r of removed) if (urns.has(r.urn)) visit(r);
+    return order;
+}
+
+export async function up(opts: RunOptions): Promise<boolean> {
+    const state: State = existsSync(opts.stateFile) ? JSON.parse(readFileSync(opts.stateFile, "utf8")) as State : { resources: {} };
+    const seen = new Set<string>();
+    let failed: Error | undefined;
+    const save = () => {
+        writeFileSync(opts.stateFile, JSON.stringify(state, null, 1));
+        chmodSync(opts.stateFile, 0o600);
+        if (opts.timelineFile) writeFileSync(opts.timelineFile, JSON.stringify(timeline, null, 1));
+    };
+    const config = Object.fromEntries(Object.entries(opts.config).map(([k, v]) => [`kong-upgrade:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+    const ev = await evaluateProgram({
+        stack: opts.stack, config, secretKeys: Object.keys(config), preview: false,
+        newResource: async (args, reg) => {
+            seen.add(reg.urn);
+            const inputs = plain(args.inputs) as Inputs;
+            const old = state.resources[reg.urn];
+            // ignoreChanges: the stored value stands in for the new one before diffing.
+            if (old) for (const key of reg.ignoreChanges) if (key in old.inputs) inputs[key] = old.inputs[key];
+            if (args.type.startsWith("pulumi:providers:")) {
+                providers.set(reg.urn, inputs);
+                return { id: `${args.name}-id`, state: inputs };
+            }
+            if (!args.custom) return { id: "", state: {} };
+            const op: TimelineEntry["op"] = !old ? "create" : JSON.stringify(old.inputs) === JSON.stringify(inputs) ? "same"
+                : args.type === "docker:index/container:Container" ? "replace" : "update";
+            const entry: TimelineEntry = { name: reg.name, type: args.type, op, start: Date.now(), end: 0, ok: false };
+            timeline.push(entry);
+            if (op !== "same") log(`${op} ${args.type.split(":").pop()} ${reg.name}`);
+            try {
+                const outputs = await apply(reg, inputs, args.provider, old);
+                entry.end = Date.now();
+                entry.ok = true;
+                if (op !== "same") log(`  done ${reg.name} (${((entry.end - entry.start) / 1000).toFixed(2)}s)`);
+                state.resources[reg.urn] = {
+                    urn: reg.urn, type: reg.type, name: reg.name, inputs, outputs, deps: reg.deps, parent: reg.parent,
+                    retainOnDelete: reg.retainOnDelete, protect: reg.protect,
+                };
+                save();
+                return { id: `${args.name}-id`, state: outputs };
+            } catch (e) {
+                entry.end = Date.now();
+                failed ??= e as Error;
+                log(`  FAILED ${reg.name}: ${(e as Error).message}`);
+                save();
+                throw e;
+            }
+        },
+    });
+    if (!ev.ok) failed ??= new Error(ev.error);
+    if (failed) {
+        log(`update failed: nothing is deleted. ${failed.message.split("\n")[0]}`);
+        save();
+        return false;
+    }
+    const removed = Object.values(state.resources).filter((r) => !seen.has(r.urn));
+    for (const r of deletionOrder(removed)) {
+        const entry: TimelineEntry = { name: r.name, type: r.type, op: "delete", start: Date.now(), end: 0, ok: false };
+        timeline.push(entry);
+        if (r.protect) {
+            log(`refusing to delete protected ${r.name}`);
+            save();
+            return false;
+        }
+        log(`delete ${r.type.split(":").pop()} ${r.name}${r.retainOnDelete ? " (retained: state only)" : ""}`);
+        if (!r.retainOnDelete) await destroy(r);
+        entry.end = Date.now();
+        entry.ok = true;
+        delete state.resources[r.urn];
+        save();
+    }
+    save();
+    return true;
+}
+
+if (require.main === module) {
+    const opts = JSON.parse(process.env.KONG_UPGRADE_REHEARSAL ?? "{}") as RunOptions;
+    process.on("unhandledRejection", () => undefined); // failed registrations are reported by `up`
+    up(opts).then((ok) => process.exit(ok ? 0 : 1), (e: unknown) => {
+        log(`engine error: ${(e as Error).stack ?? String(e)}`);
+        process.exit(2);
+    });
+}
+

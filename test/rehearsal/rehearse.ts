@@ -1,0 +1,255 @@
+// `npm run rehearse`: the whole upgrade, promotion and rollback of this program, for real, on a
+// Docker engine, with locally built images (test/rehearsal/images.sh) and the engine test double
+// (engine.ts). Three chains, each on its own stack; every container, network and volume they make
+// is removed at the end. The last line printed is the downtime window of the main upgrade.
+import { strict as assert } from "assert";
+import { spawn, spawnSync } from "child_process";
+import { mkdirSync, readFileSync, rmSync } from "fs";
+import * as path from "path";
+import { Client } from "pg";
+import { TimelineEntry } from "./engine";
+
+const ROOT = path.join(__dirname, "..", "..");
+const WORK = path.join(ROOT, ".rehearsal");
+const PASSWORD = "rehearsal-Pw-4f9c2";
+const VERSIONS = ["3.4.3", "3.5.0", "3.6.1", "3.7.1"];
+
+type Config = Record<string, unknown>;
+
+function say(line: string): void {
+    process.stdout.write(`\n=== ${line}\n`);
+}
+
+function sh(argv: string[]): { code: number; out: string } {
+    const r = spawnSync(argv[0], argv.slice(1), { encoding: "utf8" });
+    return { code: r.status ?? 1, out: `${r.stdout ?? ""}${r.stderr ?? ""}`.trim() };
+}
+
+export function dockerReachable(): boolean {
+    return sh(["docker", "info", "--format", "{{.ServerVersion}}"]).code === 0;
+}
+
+function base(stack: string, port: number, nodes: number): Config {
+    return {
+        kong: { version: "3.4.3", image: "kong-sim", nodes, drainSeconds: 2, healthTimeoutSeconds: 60,
+            ports: { proxy: port, admin: port + 1, status: port + 100 }, smokePath: "/orders" },
+        database: { password: PASSWORD, image: "kong-upgrade-postgres:15", port: port + 7000 },
+    };
+}
+
+/** One `pulumi up` of the stack through the engine double; true when it succeeded. */
+function up(stack: string, config: Config, label: string): Promise<{ ok: boolean; timeline: TimelineEntry[] }> {
+    say(`${stack}: ${label}`);
+    const stateFile = path.join(WORK, `${stack}.state.json`);
+    const timelineFile = path.join(WORK, `${stack}.timeline.json`);
+    return new Promise((resolve) => {
+        const child = spawn(process.execPath, ["--require", "ts-node/register/transpile-only", "test/rehearsal/engine.ts"], {
+            cwd: ROOT, stdio: ["ignore", "inherit", "inherit"],
+            env: { ...process.env, KONG_UPGRADE_REHEARSAL: JSON.stringify({ stack, config, stateFile, timelineFile }) },
+        });
+        child.on("close", (code) => resolve({ ok: code === 0, timeline: JSON.parse(readFileSync(timelineFile, "utf8")) as TimelineEntry[] }));
+    });
+}
+
+function container(name: string): { exists: boolean; running: boolean; id: string } {
+    const r = sh(["docker", "inspect", "-f", "{{.State.Running}} {{.Id}}", name]);
+    if (r.code !== 0) return { exists: false, running: false, id: "" };
+    const [running, id] = r.out.split(" ");
+    return { exists: true, running: running === "true", id };
+}
+
+async function admin(port: number, method: string, route: string, body?: unknown): Promise<Record<string, unknown>> {
+    const r = await fetch(`http://127.0.0.1:${port}${route}`, {
+        method, headers: { "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined,
+    });
+    const json = await r.json() as Record<string, unknown>;
+    assert.ok(r.status < 300, `${method} ${route}: ${r.status} ${JSON.stringify(json)}`);
+    return json;
+}
+
+/** Entities an operator configured before the upgrade, through X's Admin API. */
+async function writeEntities(adminPort: number): Promise<void> {
+    for (const name of ["orders", "billing", "search"]) {
+        await admin(adminPort, "POST", "/services", { name, url: `http://${name}.internal:8080/v1` });
+        await admin(adminPort, "POST", `/services/${name}/routes`, { name: `${name}-route`, paths: [`/${name}`] });
+    }
+    for (const username of ["alice", "bob"]) await admin(adminPort, "POST", "/consumers", { username });
+}
+
+async function readEntities(adminPort: number): Promise<string> {
+    const names = async (route: string, key: string) => ((await admin(adminPort, "GET", route)).data as Array<Record<string, unknown>>).map((e) => e[key]).sort();
+    return JSON.stringify({ services: await names("/services", "name"), routes: await names("/routes", "name"), consumers: await names("/consumers", "username") });
+}
+
+const EXPECTED = JSON.stringify({ services: ["billing", "orders", "search"], routes: ["billing-route", "orders-route", "search-route"], consumers: ["alice", "bob"] });
+
+async function withDb<T>(port: number, database: string, fn: (c: Client) => Promise<T>): Promise<T> {
+    const c = new Client({ host: "127.0.0.1", port, user: "kong", password: PASSWORD, database });
+    await c.connect();
+    try {
+        return await fn(c);
+    } finally {
+        await c.end();
+    }
+}
+
+const databases = (port: number, like: string) => withDb(port, "postgres", async (c) =>
+    (await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1", [like])).rows.map((r) => r.datname));
+
+function cleanup(stack: string): void {
+    for (const kind of ["container", "network", "volume"]) {
+        const ids = sh(["docker", kind, "ls", "-q", ...(kind === "container" ? ["-a"] : []), "--filter", `label=kong-upgrade.stack=${stack}`]).out.split("\n").filter(Boolean);
+        if (kind === "network") ids.push(...sh(["docker", "network", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`]).out.split("\n").filter(Boolean));
+        if (kind === "volume") ids.push(...sh(["docker", "volume", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`]).out.split("\n").filter(Boolean));
+        if (ids.length) sh(["docker", kind, "rm", "-f", ...new Set(ids)].filter((a) => !(kind === "network" && a === "-f")));
+    }
+    rmSync(path.join(WORK, `${stack}.state.json`), { force: true });
+}
+
+/** X stopped → Y verified, and each step in between. */
+function downtime(timeline: TimelineEntry[], x: string, y: string): string {
+    const start = timeline.find((e) => e.name === `stop-kong-${x}`)!;
+    const end = timeline.find((e) => e.name === `verify-kong-${y}`)!;
+    const steps = timeline.filter((e) => e.start >= start.start && e.end <= end.end && e.op !== "same");
+    const byStep = new Map<string, number>();
+    for (const e of steps) {
+        const key = e.name.replace(/-node-\d+$/, "-nodes").replace(/-\d+-\d+-\d+(-\d+)?/g, "").replace(/-to$/, "");
+        byStep.set(key, (byStep.get(key) ?? 0) + (e.end - e.start) / 1000);
+    }
+    const busy = [...byStep.values()].reduce((a, b) => a + b, 0);
+    const total = (end.end - start.start) / 1000;
+    return `downtime window (X stopped → Y verified): ${total.toFixed(1)}s = ` +
+        [...byStep.entries()].map(([k, s]) => `${k} ${s.toFixed(1)}s`).join(", ") +
+        ` (steps overlap where they run in parallel; sum ${busy.toFixed(1)}s)`;
+}
+
+async function chainMain(): Promise<string> {
+    const stack = "rehearsal-a";
+    cleanup(stack);
+    const cfg = base(stack, 18000, 2);
+    const dbPort = 25000;
+    assert.ok((await up(stack, cfg, "fresh Kong 3.4.3, 2 nodes")).ok, "fresh install failed");
+    await writeEntities(18001);
+    assert.equal(await readEntities(18011), EXPECTED, "node 1 sees what node 0 wrote");
+
+    const upgrade = { ...cfg, upgrade: { to: "3.7.1", via: ["3.5.0", "3.6.1"] } };
+    const run = await up(stack, upgrade, "upgrade 3.4.3 → 3.7.1 via 3.5.0, 3.6.1");
+    assert.ok(run.ok, "upgrade failed");
+    assert.equal(await readEntities(18001), EXPECTED, "entities read back through Y's Admin API");
+    assert.equal(((await admin(18001, "GET", "/")) as { version: string }).version, "3.7.1");
+    assert.ok(!container(`${stack}-kong-3-4-3-node-0`).exists && !container(`${stack}-kong-3-4-3-node-1`).exists, "X's containers are gone");
+    const snapshots = await databases(dbPort, "kong_snap_3_4_3_to_3_7_1_%");
+    assert.equal(snapshots.length, 1, "one snapshot");
+    const deletes = run.timeline.filter((e) => e.op === "delete").map((e) => e.start);
+    const lastOther = Math.max(...run.timeline.filter((e) => e.op !== "delete").map((e) => e.end));
+    assert.ok(deletes.length >= 2 && deletes.every((t) => t >= lastOther), "X deleted after every other step");
+    const window = downtime(run.timeline, "3-4-3", "3-7-1");
+
+    const yIds = [0, 1].map((i) => container(`${stack}-kong-3-7-1-node-${i}`).id);
+    const promoted = { ...cfg, kong: { ...(cfg.kong as Config), version: "3.7.1" } };
+    const p = await up(stack, promoted, "promote 3.7.1");
+    assert.ok(p.ok, "promote failed");
+    assert.deepEqual([0, 1].map((i) => container(`${stack}-kong-3-7-1-node-${i}`).id), yIds, "promotion replaced no container");
+    assert.ok(p.timeline.filter((e) => e.type === "docker:index/container:Container").every((e) => e.op === "same"));
+    assert.deepEqual(await databases(dbPort, "kong_snap_%"), snapshots, "snapshot kept");
+
+    const rollback = { ...cfg, upgrade: { to: "3.7.1", rollback: true, snapshot: snapshots[0] } };
+    assert.ok((await up(stack, rollback, `roll back to 3.4.3 from ${snapshots[0]}`)).ok, "rollback failed");
+    assert.equal(await readEntities(18001), EXPECTED, "entities as before the upgrade, through X");
+    assert.equal(((await admin(18001, "GET", "/")) as { version: string }).version, "3.4.3");
+    assert.ok(!container(`${stack}-kong-3-7-1-node-0`).exists, "Y is gone");
+    assert.equal((await databases(dbPort, "kong_failed_%")).length, 1, "the failed database is kept aside");
+
+    const again = await up(stack, rollback, "the same rollback again");
+    assert.ok(again.ok, "a second rollback must be harmless");
+    assert.ok(again.timeline.every((e) => e.op === "same"), "the second rollback changed nothing");
+    assert.equal((await databases(dbPort, "kong_failed_%")).length, 1);
+    cleanup(stack);
+    return window;
+}
+
+async function injectFault(dbPort: number, migration: string | undefined): Promise<void> {
+    await withDb(dbPort, "kong", async (c) => {
+        await c.query("CREATE TABLE IF NOT EXISTS kong_sim_faults (name text PRIMARY KEY)");
+        await c.query("DELETE FROM kong_sim_faults");
+        if (migration) await c.query("INSERT INTO kong_sim_faults VALUES ($1)", [migration]);
+    });
+}
+
+async function chainFault(): Promise<void> {
+    const stack = "rehearsal-b";
+    cleanup(stack);
+    const cfg = base(stack, 19000, 1);
+    const dbPort = 26000;
+    assert.ok((await up(stack, cfg, "fresh Kong 3.4.3, 1 node")).ok);
+    await writeEntities(19001);
+    await injectFault(dbPort, "021_340_to_350");
+    const upgrade = { ...cfg, upgrade: { to: "3.5.0" } };
+    const failed = await up(stack, upgrade, "upgrade to 3.5.0 with a failure injected into migrations up");
+    assert.ok(!failed.ok, "the run must fail");
+    assert.ok(failed.timeline.some((e) => e.name === "migrations-up-3-5-0" && !e.ok));
+    assert.ok(failed.timeline.every((e) => e.op !== "delete"), "nothing deleted");
+    const x = container(`${stack}-kong-3-4-3-node-0`);
+    assert.ok(x.exists && !x.running, "X is stopped, not deleted");
+    assert.ok(!container(`${stack}-kong-3-5-0-node-0`).exists, "Y is absent");
+    const snap = await databases(dbPort, "kong_snap_%");
+    assert.equal(snap.length, 1, "the snapshot is intact");
+    await injectFault(dbPort, undefined);
+    const rerun = await up(stack, upgrade, "the rerun, with the cause fixed, completes the upgrade");
+    assert.ok(rerun.ok);
+    assert.ok(rerun.timeline.filter((e) => /^(preflight|stop|snapshot)-/.test(e.name)).every((e) => e.op === "same"), "completed steps are not repeated");
+    assert.equal(await readEntities(19001), EXPECTED);
+    assert.ok(!container(`${stack}-kong-3-4-3-node-0`).exists);
+    cleanup(stack);
+}
+
+async function chainRollbackAfterFault(): Promise<void> {
+    const stack = "rehearsal-c";
+    cleanup(stack);
+    const cfg = base(stack, 20000, 1);
+    const dbPort = 27000;
+    assert.ok((await up(stack, cfg, "fresh Kong 3.4.3, 1 node")).ok);
+    await writeEntities(20001);
+    await injectFault(dbPort, "021_340_to_350");
+    const upgrade = { ...cfg, upgrade: { to: "3.5.0", restoreStrategy: "copy" } };
+    assert.ok(!(await up(stack, upgrade, "upgrade to 3.5.0 that fails in migrations up")).ok);
+    const rollback = { ...cfg, upgrade: { to: "3.5.0", restoreStrategy: "copy", rollback: true } };
+    assert.ok((await up(stack, rollback, "roll back instead of rerunning")).ok);
+    assert.ok(container(`${stack}-kong-3-4-3-node-0`).running, "X serves again (it was only stopped)");
+    assert.equal(await readEntities(20001), EXPECTED);
+    const kept = await databases(dbPort, "kong_snap_%");
+    assert.equal(kept.length, 1, "the snapshot is kept (copy restore)");
+    await injectFault(dbPort, undefined);
+    assert.ok((await up(stack, { ...cfg, upgrade: { to: "3.5.0", restoreStrategy: "copy" } }, "retry the upgrade")).ok);
+    const after = await databases(dbPort, "kong_snap_%");
+    assert.equal(after.length, 2, "a fresh snapshot, the earlier one kept");
+    assert.equal(await readEntities(20001), EXPECTED);
+    cleanup(stack);
+}
+
+export async function rehearse(): Promise<string> {
+    mkdirSync(WORK, { recursive: true });
+    const built = spawnSync("bash", ["test/rehearsal/images.sh", ...VERSIONS], { cwd: ROOT, stdio: "inherit" });
+    assert.equal(built.status, 0, "building the rehearsal images failed");
+    try {
+        const window = await chainMain();
+        await chainFault();
+        await chainRollbackAfterFault();
+        return window;
+    } finally {
+        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c"]) cleanup(s);
+    }
+}
+
+if (require.main === module) {
+    if (!dockerReachable()) {
+        process.stdout.write("No Docker engine is reachable (docker info failed): the rehearsal needs one. Start dockerd and run again.\n");
+        process.exit(1);
+    }
+    rehearse().then((window) => {
+        process.stdout.write(`\nrehearsal passed: 3 chains\n${window}\n`);
+    }, (e: unknown) => {
+        process.stderr.write(`\nrehearsal FAILED: ${(e as Error).message}\n`);
+        process.exit(1);
+    });
+}
