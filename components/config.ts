@@ -69,6 +69,11 @@ export interface UpgradeSettings {
     restoreStrategy: RestoreStrategy;
     /** End other sessions on the database before the snapshot copy. Default false. */
     terminateSessions: boolean;
+    /**
+     * Take the snapshot while X still proxies: the database is frozen read-only first (X's sessions
+     * are ended and it reconnects read-only), so downtime starts after the snapshot. Default false.
+     */
+    onlineSnapshot: boolean;
     /** Host folder for `dump` snapshots. Default "./snapshots". */
     dumpDirectory: string;
     /** PostgreSQL client image that runs pg_dump/pg_restore for `dump`. Default "postgres:15". */
@@ -128,7 +133,7 @@ const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "ports", "admi
     "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license"] as const;
 const PORT_KEYS = ["proxy", "admin", "status", "stride"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
-    "terminateSessions", "dumpDirectory", "dumpImage"] as const;
+    "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
     "schema", "image", "adminPassword"] as const;
 
@@ -381,6 +386,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
             snapshotStrategy: u.oneOf("snapshotStrategy", ["template", "dump"] as const, "template"),
             restoreStrategy: u.oneOf("restoreStrategy", ["rename", "copy"] as const, "rename"),
             terminateSessions: u.boolean("terminateSessions", false),
+            onlineSnapshot: u.boolean("onlineSnapshot", false),
             dumpDirectory: u.string("dumpDirectory", "./snapshots")!,
             dumpImage: u.string("dumpImage", "postgres:15")!,
         };

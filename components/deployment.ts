@@ -203,8 +203,13 @@ export class KongDeployment extends pulumi.ComponentResource {
                         cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to),
                     }, secrets,
                 }, opts);
-            case "stop":
-                return stepCommand(name, { spec: { step: "stop", cluster: this.clusterRef(step.version!), drainSeconds: s.kong.drainSeconds }, secrets: {} }, opts);
+            case "stop": {
+                const liftFreeze = u && !u.rollback && u.onlineSnapshot ? this.dbTarget() : undefined;
+                return stepCommand(name, {
+                    spec: { step: "stop", cluster: this.clusterRef(step.version!), drainSeconds: s.kong.drainSeconds, liftFreeze },
+                    secrets: liftFreeze ? secrets : {},
+                }, opts);
+            }
             case "start":
                 return stepCommand(name, { spec: { step: "start", cluster: this.clusterRef(step.version!), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
             case "snapshot":
@@ -214,7 +219,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     spec: {
                         step: "snapshot", db: this.dbTarget(), strategy: u!.snapshotStrategy,
                         prefix: names.snapshotPrefix(s.database.name, x, u!.to), from: x.text, to: u!.to.text,
-                        terminateSessions: u!.terminateSessions, dump,
+                        terminateSessions: u!.terminateSessions, dump, online: u!.onlineSnapshot || undefined,
                     }, secrets,
                 }, { ...opts, retainOnDelete: true });
             case "migrations-up":

@@ -131,12 +131,18 @@ export function planRunbook(s: Settings): Runbook {
         title: `preflight: database answers, \`kong migrations list\` with ${image(chain[0])} exits 5 (or 0), ` +
             `no live migrations lock, snapshot name free, ${n} node(s) of ${x.text} exist and no other Kong node runs` },
     [names.bootstrap, ...images.map(names.image)]);
-    add({ kind: "stop", resources: [names.stop(x)], version: x,
-        title: `stop cluster ${x.text} (${n} nodes, ${s.kong.drainSeconds}s to drain): downtime starts, no Admin API writes` });
-    add({ kind: "snapshot", resources: [names.snapshot(x, y)],
-        title: u.snapshotStrategy === "template"
-            ? `snapshot: CREATE DATABASE ${names.snapshotPrefix(s.database.name, x, y)}<time> TEMPLATE ${s.database.name}; never deleted by the program`
-            : `snapshot: pg_dump -Fc in ${u.dumpImage} into ${u.dumpDirectory}, with its checksum; never deleted by the program` });
+    const stop = () => add({ kind: "stop", resources: [names.stop(x)], version: x,
+        title: `stop cluster ${x.text} (${n} nodes, ${s.kong.drainSeconds}s to drain): downtime starts` +
+            (u.onlineSnapshot ? `; then lift the read-only freeze` : `, no Admin API writes`) });
+    const copy = u.snapshotStrategy === "template"
+        ? `CREATE DATABASE ${names.snapshotPrefix(s.database.name, x, y)}<time> TEMPLATE ${s.database.name}`
+        : `pg_dump -Fc in ${u.dumpImage} into ${u.dumpDirectory}, with its checksum`;
+    const snapshot = () => add({ kind: "snapshot", resources: [names.snapshot(x, y)],
+        title: u.onlineSnapshot
+            ? `online snapshot while ${x.text} proxies: freeze ${s.database.name} read-only (X reconnects read-only), ${copy}; never deleted by the program`
+            : `snapshot: ${copy}; never deleted by the program` });
+    // Online, the snapshot comes before the stop, so the downtime window excludes it.
+    if (u.onlineSnapshot) { snapshot(); stop(); } else { stop(); snapshot(); }
     for (const hop of chain) {
         add({ kind: "migrations-up", resources: [names.migrationsUp(hop)], version: hop,
             title: `kong migrations up with ${image(hop)} in a one-off container (list before: 5; after: 4 or 0)` });

@@ -1,13 +1,31 @@
 // stop and start: a cluster's node containers, through the docker CLI.
+import { liftReadOnly, withServer } from "./lib/db";
 import { docker, inspectContainer } from "./lib/docker";
 import { StepError, progress, sleep } from "./lib/log";
-import { StepSpec } from "./lib/spec";
+import { SECRET_ENV, StepSpec } from "./lib/spec";
 
 type Stop = Extract<StepSpec, { step: "stop" }>;
 type Start = Extract<StepSpec, { step: "start" }>;
 
-/** Stops every node gracefully (SIGQUIT, `drainSeconds` to drain) and confirms each is down. */
+/** Stops every node gracefully and, after an online snapshot, lifts the database's read-only freeze. */
 export async function stopCluster(spec: Stop): Promise<object> {
+    if (!spec.liftFreeze) return stopNodes(spec);
+    const db = spec.liftFreeze;
+    const lift = () => withServer(db, process.env[SECRET_ENV.password] ?? "", (c) => liftReadOnly(c, db.database));
+    try {
+        const out = await stopNodes(spec);
+        await lift();
+        progress(`read-only freeze on ${db.database} lifted`);
+        return out;
+    } catch (e) {
+        // X may still be serving: give it its writes back before reporting the failure.
+        await lift().catch(() => undefined);
+        throw e;
+    }
+}
+
+/** Stops every node gracefully (SIGQUIT, `drainSeconds` to drain) and confirms each is down. */
+async function stopNodes(spec: Stop): Promise<object> {
     const present: string[] = [];
     const absent: string[] = [];
     for (const node of spec.cluster.nodes) {

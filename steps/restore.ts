@@ -6,7 +6,7 @@
 import { Client } from "pg";
 import { existsSync } from "fs";
 import {
-    databaseExists, databaseNote, describeSessions, entityCounts, quoteIdent, readSchemaMeta, sessionsOn,
+    databaseExists, databaseNote, describeSessions, entityCounts, liftReadOnly, quoteIdent, readSchemaMeta, sessionsOn,
     setDatabaseNote, withDatabase, withServer,
 } from "./lib/db";
 import { StepError, progress, stamp } from "./lib/log";
@@ -82,7 +82,8 @@ export async function restore(spec: Restore): Promise<RestoreResult> {
                 progress(`renaming ${incoming} to ${live}`);
                 await c.query(`ALTER DATABASE ${quoteIdent(incoming)} RENAME TO ${quoteIdent(live)}`);
             }
-            await c.query(`ALTER DATABASE ${quoteIdent(live)} WITH ALLOW_CONNECTIONS true`);
+            // Whatever the snapshot was taken from, the restored database takes writes again.
+            await liftReadOnly(c, live);
         } catch (e) {
             // Put the database back where it was: a failed restore changes nothing.
             if (!(await databaseExists(c, live))) await c.query(`ALTER DATABASE ${quoteIdent(setAside)} RENAME TO ${quoteIdent(live)}`);

@@ -5,8 +5,8 @@
 import { mkdirSync, statSync, writeFileSync } from "fs";
 import * as path from "path";
 import {
-    databaseExists, databaseSize, describeSessions, entityCounts, quoteIdent, readSchemaMeta, sessionsOn,
-    setDatabaseNote, terminateSessions, withDatabase, withServer,
+    databaseExists, databaseSize, describeSessions, entityCounts, freezeReadOnly, liftReadOnly, quoteIdent, readSchemaMeta,
+    sessionsOn, setDatabaseNote, terminateSessions, withDatabase, withServer,
 } from "./lib/db";
 import { StepError, progress, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
@@ -22,6 +22,28 @@ export function password(): string {
 }
 
 export async function snapshot(spec: Snapshot): Promise<SnapshotNote> {
+    if (!spec.online) return takeSnapshot(spec);
+    // Online: freeze first, so nothing written after the copy is lost; lift the freeze on any
+    // failure, since X keeps serving and must get its writes back.
+    const pw = password();
+    const source = spec.db.database;
+    await withServer(spec.db, pw, async (c) => {
+        progress(`freezing ${source} read-only while cluster ${spec.from} keeps proxying`);
+        await freezeReadOnly(c, source);
+        progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}; clients reconnect read-only`);
+    });
+    try {
+        const note = await takeSnapshot({ ...spec, terminateSessions: true });
+        progress(`${source} stays read-only until cluster ${spec.from} is stopped`);
+        return note;
+    } catch (e) {
+        await withServer(spec.db, pw, (c) => liftReadOnly(c, source)).catch(() => undefined);
+        progress(`snapshot failed: the freeze on ${source} is lifted`);
+        throw e;
+    }
+}
+
+async function takeSnapshot(spec: Snapshot): Promise<SnapshotNote> {
     const pw = password();
     const source = spec.db.database;
     const name = `${spec.prefix}${stamp()}`;
@@ -57,10 +79,17 @@ export async function snapshot(spec: Snapshot): Promise<SnapshotNote> {
             }
             progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}: ${describeSessions(sessions)}`);
         }
+        if (spec.online) {
+            // A template copy needs no session on the source: hold X's reconnects off for the copy
+            // (its nodes keep proxying from their caches), then end the sessions that remain.
+            await c.query(`ALTER DATABASE ${quoteIdent(source)} WITH ALLOW_CONNECTIONS false`);
+            await terminateSessions(c, source);
+        }
         const takenAt = new Date().toISOString();
         progress(`CREATE DATABASE ${name} TEMPLATE ${source}`);
         try {
             await c.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(source)}`);
+            if (spec.online) await c.query(`ALTER DATABASE ${quoteIdent(source)} WITH ALLOW_CONNECTIONS true`);
         } catch (e) {
             const msg = (e as Error).message;
             throw new StepError(`snapshot copy of ${source} failed: ${msg}` + (/being accessed/.test(msg)

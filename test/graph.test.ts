@@ -110,6 +110,16 @@ describe("upgrade (direct path 3.4.3 → 3.5.0)", () => {
     });
 });
 
+describe("upgrade with an online snapshot", () => {
+    it("takes the snapshot while X runs, then stops X and lifts the freeze, then migrates", async () => {
+        const g = Graph.of(await evaluate(upgrade({ to: "3.5.0", onlineSnapshot: true })));
+        assertChain(g, ["preflight-3-4-3-to-3-5-0", "snapshot-3-4-3-to-3-5-0", "stop-kong-3-4-3", "migrations-up-3-5-0", "migrations-finish-3-5-0", "kong-3-5-0-node-0"]);
+        assert.equal((g.spec("snapshot-3-4-3-to-3-5-0") as { online?: boolean }).online, true);
+        assert.equal((g.spec("stop-kong-3-4-3") as { liftFreeze?: { database: string } }).liftFreeze?.database, "kong");
+        assert.equal((direct.spec("stop-kong-3-4-3") as { liftFreeze?: unknown }).liftFreeze, undefined);
+    });
+});
+
 describe("upgrade along a longer path (3.4.3 → 3.7.1 via 3.5.0, 3.6.1)", () => {
     it("takes one snapshot, then each hop's up and finish with that hop's image, in order, then Y", () => {
         assert.equal(path3.names((r) => r.name.startsWith("snapshot-")).length, 1);

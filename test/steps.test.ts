@@ -90,7 +90,7 @@ describe("bootstrap", () => {
         const first = ok(await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, t));
         assert.equal(first.bootstrapped, true);
         const meta = await query<{ subsystem: string; executed: string[] }>(t.db, t.password, "SELECT subsystem, executed FROM schema_meta ORDER BY subsystem");
-        assert.deepEqual(meta.map((m) => m.subsystem), ["core", "rate-limiting"]);
+        assert.deepEqual(meta.map((m) => m.subsystem), ["core", "key-auth", "rate-limiting"]);
         assert.ok(meta[0].executed.includes("020_330_to_340"));
         const second = ok(await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, t));
         assert.equal(second.bootstrapped, false);
@@ -325,6 +325,40 @@ describe("snapshot and restore", () => {
         const r = await runStep(snapSpec(t.db), t);
         assert.equal(r.code, 1);
         assert.match(r.stderr, /exists already; it is never overwritten/);
+    });
+
+    it("online snapshot: freezes the database read-only, ends X's sessions, copies; stop lifts the freeze", async () => {
+        const t = await bootstrapped("online");
+        await writeEntities(t.db, t.password, 4);
+        const x = new Client({ ...t.db, password: t.password }); // a session of X, which still runs
+        await x.connect();
+        x.on("error", () => undefined);
+        const snap = ok(await runStep({ ...snapSpec(t.db), online: true } as StepSpec, t));
+        assert.deepEqual(snap.entityCounts, { services: 4, routes: 4, consumers: 4, plugins: 4, upstreams: 0, targets: 0 });
+        await assert.rejects(x.query("SELECT 1"), "X's old session was ended");
+        // X reconnects: reads work, writes are refused until X is stopped.
+        assert.equal((await query(t.db, t.password, "SELECT count(*)::int AS n FROM services"))[0].n, 4);
+        await assert.rejects(query(t.db, t.password, "INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'during-freeze')"), /read-only transaction/);
+        const state = fakeDockerState();
+        writeFileSync(state, JSON.stringify({ "on-kong-3-4-3-node-0": { running: true, health: "healthy", labels: {} } }));
+        ok(await runStep({ step: "stop", cluster: cluster("on", "3.4.3", [{ container: "on-kong-3-4-3-node-0" }]), drainSeconds: 1, liftFreeze: t.db },
+            { ...t, env: { FAKE_DOCKER_STATE: state } }));
+        await query(t.db, t.password, "INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'after-stop')");
+    });
+
+    it("online snapshot that fails lifts the freeze, so X gets its writes back", async () => {
+        const t = await bootstrapped("onlinefail");
+        const now = Date.now();
+        const admin = await server.admin();
+        try {
+            for (let s = 0; s < 20; s++) await admin.query(`CREATE DATABASE "${PREFIX(t.db)}${stamp(new Date(now + s * 1000))}"`);
+        } finally {
+            await admin.end();
+        }
+        const r = await runStep({ ...snapSpec(t.db), online: true } as StepSpec, t);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /the freeze on .* is lifted/);
+        await query(t.db, t.password, "INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'x-writes-again')");
     });
 
     it("rollback without a snapshot names what to set", async () => {

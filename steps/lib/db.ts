@@ -177,3 +177,23 @@ export async function databaseSize(c: Client, name: string): Promise<number> {
     const r = await c.query<{ size: string }>("SELECT pg_database_size($1) AS size", [name]);
     return Number(r.rows[0].size);
 }
+
+/**
+ * Online snapshot's freeze: new sessions on `name` are read-only (Kong's nodes reconnect and keep
+ * proxying; their writes fail). Sessions already open are ended by the caller.
+ */
+export async function freezeReadOnly(c: Client, name: string): Promise<void> {
+    await c.query(`ALTER DATABASE ${quoteIdent(name)} SET default_transaction_read_only = on`);
+}
+
+/** Lifts the freeze; harmless when there is none. */
+export async function liftReadOnly(c: Client, name: string): Promise<void> {
+    await c.query(`ALTER DATABASE ${quoteIdent(name)} RESET default_transaction_read_only`);
+    await c.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS true`);
+}
+
+export async function isFrozen(c: Client, name: string): Promise<boolean> {
+    const r = await c.query(`SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+        WHERE d.datname = $1 AND s.setrole = 0 AND 'default_transaction_read_only=on' = ANY (s.setconfig)`, [name]);
+    return (r.rowCount ?? 0) > 0;
+}

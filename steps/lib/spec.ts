@@ -75,11 +75,17 @@ export type StepSpec =
         step: "preflight"; mode: "rollback"; db: DbTarget; cluster: ClusterRef; from: string;
         snapshotPrefix: string; snapshot?: string; dumpDirectory?: string;
     }
-    | { step: "stop"; cluster: ClusterRef; drainSeconds: number }
+    | {
+        step: "stop"; cluster: ClusterRef; drainSeconds: number;
+        /** After an online snapshot: lift the read-only freeze of this database once X is down, or if stopping fails. */
+        liftFreeze?: DbTarget;
+    }
     | { step: "start"; cluster: ClusterRef; timeoutSeconds: number }
     | {
         step: "snapshot"; db: DbTarget; strategy: "template" | "dump"; prefix: string; from: string; to: string;
         terminateSessions: boolean; dump?: DumpTarget;
+        /** X still runs: freeze the database read-only, end X's sessions, then copy. */
+        online?: boolean;
     }
     | { step: "migrations"; phase: "up" | "finish"; db: DbTarget; kong: KongRun }
     | {

@@ -76,6 +76,19 @@ export const CATALOG: Subsystem[] = [
         ],
     },
     {
+        name: "key-auth",
+        plugin: true,
+        migrations: [
+            {
+                name: "000_base_key_auth", since: 300, up: `
+                CREATE TABLE IF NOT EXISTS keyauth_credentials (
+                    id uuid PRIMARY KEY, created_at timestamptz DEFAULT now(), ttl timestamptz,
+                    consumer_id uuid REFERENCES consumers (id) ON DELETE CASCADE, key text UNIQUE, tags text[]);
+                CREATE INDEX IF NOT EXISTS keyauth_credentials_consumer_id_idx ON keyauth_credentials (consumer_id);`,
+            },
+        ],
+    },
+    {
         name: "rate-limiting",
         plugin: true,
         migrations: [

@@ -14,7 +14,7 @@ import { randomUUID } from "crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as http from "http";
 import * as path from "path";
-import { Client } from "pg";
+import { Client, ClientConfig, Pool } from "pg";
 import { Migration, Subsystem, knownSubsystems, minorCode } from "./catalog";
 
 const env = process.env;
@@ -29,13 +29,17 @@ function log(line: string): void {
 }
 let quiet = false;
 
-async function connect(): Promise<Client> {
-    const c = new Client({
+function pgConfig(): ClientConfig {
+    return {
         host: env.KONG_PG_HOST ?? "127.0.0.1", port: Number(env.KONG_PG_PORT ?? 5432), user: env.KONG_PG_USER ?? "kong",
         password: env.KONG_PG_PASSWORD, database: env.KONG_PG_DATABASE ?? "kong",
         ssl: env.KONG_PG_SSL === "on" ? { rejectUnauthorized: env.KONG_PG_SSL_VERIFY === "on" } : false,
         connectionTimeoutMillis: Number(env.KONG_PG_TIMEOUT ?? 5000), application_name: `kong-standin-${VERSION}`,
-    });
+    };
+}
+
+async function connect(): Promise<Client> {
+    const c = new Client(pgConfig());
     try {
         await c.connect();
     } catch (e) {
@@ -322,8 +326,9 @@ const PID_FILE = path.join(PREFIX, "pids", "nginx.pid");
 const ENTITY_TABLES = ["services", "routes", "consumers", "plugins", "upstreams", "targets"];
 
 async function start(): Promise<number> {
-    const c = await connect();
-    const st = await schemaState(c);
+    const first = await connect();
+    const st = await schemaState(first);
+    await first.end();
     if (st.needs_bootstrap) throw new KongError(NEEDS_BOOTSTRAP);
     if (st.new_migrations) throw new KongError("New migrations available; run 'kong migrations up' to proceed");
     if (st.pending_migrations) {
@@ -332,6 +337,17 @@ async function start(): Promise<number> {
     mkdirSync(path.dirname(PID_FILE), { recursive: true });
     writeFileSync(PID_FILE, `${process.pid}\n`);
     writeFileSync(path.join(PREFIX, ".kong_env"), `prefix = ${PREFIX}\n`);
+    // Like Kong's connection pool: a session ended by the server is replaced on the next query.
+    const c = new Pool({ ...pgConfig(), max: 4 });
+    c.on("error", () => undefined);
+    // Like Kong's router: routes are held in memory and rebuilt from the database every second;
+    // while the database cannot be read the node keeps proxying with the routes it has.
+    let routes: Array<{ name: string; service: string; paths: string[] }> = [];
+    const rebuild = () => c.query<{ name: string; service: string; paths: string[] }>(
+        "SELECT r.name, s.name AS service, coalesce(r.paths, '{}') AS paths FROM routes r JOIN services s ON s.id = r.service_id")
+        .then((r) => { routes = r.rows; }, () => undefined);
+    await rebuild();
+    const rebuilder = setInterval(() => { void rebuild(); }, 1000);
 
     const reachable = async () => c.query("SELECT 1").then(() => true, () => false);
     const json = (res: http.ServerResponse, code: number, body: unknown) => {
@@ -410,14 +426,11 @@ async function start(): Promise<number> {
             json(res, 400, { message: (e as Error).message });
         }
     };
-    const proxy = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const proxy = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const p = new URL(req.url ?? "/", "http://x").pathname;
-        const r = await c.query<{ name: string; service: string }>(
-            `SELECT r.name, s.name AS service FROM routes r JOIN services s ON s.id = r.service_id
-              WHERE EXISTS (SELECT 1 FROM unnest(r.paths) AS rp WHERE left($1, length(rp)) = rp) LIMIT 1`, [p])
-            .catch(() => ({ rows: [] as Array<{ name: string; service: string }> }));
-        if (r.rows.length === 0) { json(res, 404, { message: "no Route matched with those values" }); return; }
-        json(res, 200, { route: r.rows[0].name, service: r.rows[0].service, version: VERSION });
+        const route = routes.find((r) => r.paths.some((rp) => p.startsWith(rp)));
+        if (!route) { json(res, 404, { message: "no Route matched with those values" }); return; }
+        json(res, 200, { route: route.name, service: route.service, version: VERSION });
     };
     const servers: http.Server[] = [];
     const listen = (addr: { host: string; port: number } | undefined, handler: http.RequestListener) => {
@@ -426,13 +439,14 @@ async function start(): Promise<number> {
         s.listen(addr.port, addr.host);
         servers.push(s);
     };
-    listen(listenAddress(env.KONG_PROXY_LISTEN, "0.0.0.0:8000"), (req, res) => { void proxy(req, res); });
+    listen(listenAddress(env.KONG_PROXY_LISTEN, "0.0.0.0:8000"), proxy);
     listen(listenAddress(env.KONG_ADMIN_LISTEN, "127.0.0.1:8001"), (req, res) => { void admin(req, res); });
     listen(listenAddress(env.KONG_STATUS_LISTEN, minorCode(VERSION) >= 306 ? "127.0.0.1:8007" : "off"), (req, res) => {
         void status(req, res, true).then((handled) => { if (!handled) json(res, 404, { message: "Not found" }); });
     });
     process.stderr.write(`stand-in Kong ${VERSION} started (pid ${process.pid})\n`);
     const stop = () => {
+        clearInterval(rebuilder);
         rmSync(PID_FILE, { force: true });
         for (const s of servers) s.close();
         void c.end().finally(() => process.exit(0));

@@ -41,6 +41,8 @@ export interface TimelineEntry {
     start: number;
     end: number;
     ok: boolean;
+    /** For step Commands: the seconds the step program itself reported (the rest is process start-up). */
+    stepSeconds?: number;
 }
 
 export interface RunOptions {
@@ -294,6 +296,9 @@ export async function up(opts: RunOptions): Promise<boolean> {
                 const outputs = await apply(reg, inputs, args.provider, old);
                 entry.end = Date.now();
                 entry.ok = true;
+                if (typeof outputs.stdout === "string" && op !== "same") {
+                    try { entry.stepSeconds = (JSON.parse(outputs.stdout.split("\n").pop() ?? "") as { seconds?: number }).seconds; } catch { /* not a step */ }
+                }
                 if (op !== "same") log(`  done ${reg.name} (${((entry.end - entry.start) / 1000).toFixed(2)}s)`);
                 state.resources[reg.urn] = {
                     urn: reg.urn, type: reg.type, name: reg.name, inputs, outputs, deps: reg.deps, parent: reg.parent,

