@@ -41,8 +41,8 @@ function describeSnapshot(stdout: string | undefined): Record<string, unknown> |
     try {
         const r = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as Record<string, unknown>;
         // Only identity and figures; the step's stdout never holds a secret, but say so explicitly.
-        const { snapshot: name, strategy, location, sizeBytes, takenAt, from, to, restoredAs, setAside } = r;
-        return { name, strategy, location, sizeBytes, takenAt, from, to, restoredAs, setAside };
+        const { snapshot: name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside } = r;
+        return { name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside };
     } catch {
         return undefined;
     }

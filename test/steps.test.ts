@@ -84,6 +84,17 @@ async function startNode(t: { db: DbTarget; password: string }, version: string)
     return { port, proc };
 }
 
+/** Creates the databases a snapshot taken in the next 20 seconds would be named. */
+async function occupySnapshotNames(db: DbTarget): Promise<void> {
+    const now = Date.now();
+    const admin = await server.admin();
+    try {
+        for (let s = 0; s < 20; s++) await admin.query(`CREATE DATABASE "${PREFIX(db)}${stamp(new Date(now + s * 1000))}"`);
+    } finally {
+        await admin.end();
+    }
+}
+
 describe("bootstrap", () => {
     it("bootstraps a fresh database once, then leaves it alone", async () => {
         const t = await server.kongDatabase("fresh");
@@ -315,13 +326,7 @@ describe("snapshot and restore", () => {
 
     it("never overwrites an existing snapshot of the same name", async () => {
         const t = await bootstrapped("taken");
-        const now = Date.now();
-        const admin = await server.admin();
-        try {
-            for (let s = 0; s < 20; s++) await admin.query(`CREATE DATABASE "${PREFIX(t.db)}${stamp(new Date(now + s * 1000))}"`);
-        } finally {
-            await admin.end();
-        }
+        await occupySnapshotNames(t.db);
         const r = await runStep(snapSpec(t.db), t);
         assert.equal(r.code, 1);
         assert.match(r.stderr, /exists already; it is never overwritten/);
@@ -348,13 +353,7 @@ describe("snapshot and restore", () => {
 
     it("online snapshot that fails lifts the freeze, so X gets its writes back", async () => {
         const t = await bootstrapped("onlinefail");
-        const now = Date.now();
-        const admin = await server.admin();
-        try {
-            for (let s = 0; s < 20; s++) await admin.query(`CREATE DATABASE "${PREFIX(t.db)}${stamp(new Date(now + s * 1000))}"`);
-        } finally {
-            await admin.end();
-        }
+        await occupySnapshotNames(t.db);
         const r = await runStep({ ...snapSpec(t.db), online: true } as StepSpec, t);
         assert.equal(r.code, 1);
         assert.match(r.stderr, /the freeze on .* is lifted/);
