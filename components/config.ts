@@ -78,6 +78,8 @@ export interface UpgradeSettings {
     dumpDirectory: string;
     /** PostgreSQL client image that runs pg_dump/pg_restore for `dump`. Default "postgres:15". */
     dumpImage: string;
+    /** Also write `kong config db_export` (with X's image) into dumpDirectory beside the snapshot. Default false. */
+    declarativeExport: boolean;
 }
 
 export type SslMode = "disable" | "require" | "verify-ca" | "verify-full";
@@ -133,7 +135,7 @@ const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "ports", "admi
     "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license"] as const;
 const PORT_KEYS = ["proxy", "admin", "status", "stride"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
-    "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage"] as const;
+    "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
     "schema", "image", "adminPassword"] as const;
 
@@ -389,6 +391,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
             onlineSnapshot: u.boolean("onlineSnapshot", false),
             dumpDirectory: u.string("dumpDirectory", "./snapshots")!,
             dumpImage: u.string("dumpImage", "postgres:15")!,
+            declarativeExport: u.boolean("declarativeExport", false),
         };
         if (to && version) {
             const cmp = compareVersions(to, version);

@@ -220,6 +220,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                         step: "snapshot", db: this.dbTarget(), strategy: u!.snapshotStrategy,
                         prefix: names.snapshotPrefix(s.database.name, x, u!.to), from: x.text, to: u!.to.text,
                         terminateSessions: u!.terminateSessions, dump, online: u!.onlineSnapshot || undefined,
+                        declarativeExport: u!.declarativeExport ? { kong: this.kongRun(x), directory: u!.dumpDirectory } : undefined,
                     }, secrets,
                 }, { ...opts, retainOnDelete: true });
             case "migrations-up":

@@ -11,9 +11,16 @@ export interface StepCommandArgs {
     expect?: pulumi.Input<string>;
 }
 
+/**
+ * Node's options for a step program: TypeScript run through sucrase's loader, which only strips
+ * types (the code is type-checked by `tsc` in the test suite). It starts in about a third of
+ * ts-node's time, and every step's start-up falls inside the downtime window.
+ */
+export const STEP_NODE_OPTIONS = ["--require", "sucrase/register/ts"];
+
 /** The command line every step runs: the project's own step program, by name. */
 export function stepCommandLine(step: string): string {
-    return `node --require ts-node/register/transpile-only steps/main.ts ${step}`;
+    return ["node", ...STEP_NODE_OPTIONS, "steps/main.ts", step].join(" ");
 }
 
 /**

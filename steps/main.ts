@@ -1,4 +1,4 @@
-// Entry point of every step program: `node --require ts-node/register/transpile-only steps/main.ts <step>`.
+// Entry point of every step program: `node --require sucrase/register/ts steps/main.ts <step>`.
 // Reads the spec from KONG_UPGRADE_SPEC, runs the step, prints its result as one JSON line.
 // Exit 0 only when the step's postcondition holds; otherwise the reason on stderr and exit 1.
 import { StepError, progress, result } from "./lib/log";

@@ -28,6 +28,8 @@ export interface RestoreResult {
     takenAt: string;
     from: string;
     to: string;
+    /** Seconds spent changing the database (set aside, then rename, copy or pg_restore and swap). */
+    databaseSeconds: number;
 }
 
 /** The snapshot a rollback uses: the one named, else the newest of this upgrade. */
@@ -56,7 +58,7 @@ export async function restore(spec: Restore): Promise<RestoreResult> {
         if (!chosen || (liveNote && liveNote.restoredFrom === chosen.snapshot)) {
             if (alreadyRestored(liveNote, spec)) {
                 progress(`${live} is already ${liveNote!.restoredFrom} restored (at ${liveNote!.at}); nothing to do`);
-                return { note: liveNote!.snapshot, setAside: liveNote!.setAside, already: true };
+                return { note: liveNote!.snapshot, setAside: liveNote!.setAside, already: true, databaseSeconds: 0 };
             }
             throw new StepError(spec.snapshot
                 ? `snapshot ${spec.snapshot} does not exist; check upgrade.snapshot`
@@ -69,6 +71,7 @@ export async function restore(spec: Restore): Promise<RestoreResult> {
         }
         const setAside = `${live.slice(0, 40)}_failed_${stamp()}`;
         if (await databaseExists(c, setAside)) throw new StepError(`${setAside} exists already; run again in a second`);
+        const started = process.hrtime.bigint();
         let incoming = chosen.snapshot;
         if (chosen.strategy === "dump") incoming = await restoreDump(c, spec, chosen);
 
@@ -89,10 +92,11 @@ export async function restore(spec: Restore): Promise<RestoreResult> {
             if (!(await databaseExists(c, live))) await c.query(`ALTER DATABASE ${quoteIdent(setAside)} RENAME TO ${quoteIdent(live)}`);
             throw new StepError(`restore of ${chosen.snapshot} failed, ${live} is unchanged: ${(e as Error).message}`);
         }
+        const databaseSeconds = Number(process.hrtime.bigint() - started) / 1e9;
         await setDatabaseNote(c, setAside, { kind: "kong-upgrade-set-aside", was: live, at: new Date().toISOString(), replacedBy: chosen.snapshot });
         const note: RestoredNote = { kind: "kong-upgrade-restored", restoredFrom: chosen.snapshot, setAside, at: new Date().toISOString(), snapshot: chosen };
         await setDatabaseNote(c, live, note);
-        return { note: chosen, setAside, already: false };
+        return { note: chosen, setAside, already: false, databaseSeconds };
     });
 
     const { schemaMeta, counts } = await withDatabase(spec.db, pw, async (c) => ({ schemaMeta: await readSchemaMeta(c), counts: await entityCounts(c) }));
@@ -107,6 +111,7 @@ export async function restore(spec: Restore): Promise<RestoreResult> {
         snapshot: outcome.note.snapshot, strategy: outcome.note.strategy === "dump" ? "dump" : spec.strategy, restoredAs: live,
         setAside: outcome.setAside, alreadyRestored: outcome.already || undefined, entityCounts: outcome.note.entityCounts,
         sizeBytes: outcome.note.sizeBytes, takenAt: outcome.note.takenAt, from: outcome.note.from, to: outcome.note.to,
+        databaseSeconds: outcome.databaseSeconds,
     };
 }
 

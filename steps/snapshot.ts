@@ -11,6 +11,7 @@ import {
 import { StepError, progress, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
 import { SnapshotNote, sha256File } from "./lib/snapshots";
+import { runKong } from "./lib/kong";
 import { SECRET_ENV, StepSpec } from "./lib/spec";
 
 type Snapshot = Extract<StepSpec, { step: "snapshot" }>;
@@ -22,6 +23,24 @@ export function password(): string {
 }
 
 export async function snapshot(spec: Snapshot): Promise<SnapshotNote> {
+    const note = await databaseSnapshot(spec);
+    if (!spec.declarativeExport) return note;
+    return { ...note, declarative: await declarativeExport(spec.declarativeExport, note.snapshot) };
+}
+
+/** `kong config db_export` beside the snapshot: a secondary safeguard, never the only one (kong-facts §6.1). */
+async function declarativeExport(exp: NonNullable<Snapshot["declarativeExport"]>, name: string): Promise<{ location: string; sha256: string }> {
+    const dir = path.resolve(exp.directory);
+    mkdirSync(dir, { recursive: true });
+    const file = `${name}.kong.yml`;
+    progress(`kong config db_export with ${exp.kong.image} → ${path.join(dir, file)}`);
+    const r = await runKong(exp.kong, ["config", "db_export", `/export/${file}`], 600, [{ host: dir, container: "/export" }]);
+    if (r.code !== 0) throw new StepError(`kong config db_export failed (exit ${r.code}); the database snapshot is taken and kept:\n${(r.stdout + r.stderr).trim()}`);
+    const location = path.join(dir, file);
+    return { location, sha256: await sha256File(location) };
+}
+
+async function databaseSnapshot(spec: Snapshot): Promise<SnapshotNote> {
     if (!spec.online) return takeSnapshot(spec);
     // Online: freeze first, so nothing written after the copy is lost; lift the freeze on any
     // failure, since X keeps serving and must get its writes back.

@@ -360,6 +360,18 @@ describe("snapshot and restore", () => {
         await query(t.db, t.password, "INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'x-writes-again')");
     });
 
+    it("declarative export beside the snapshot: kong config db_export with X's image, with its checksum", async () => {
+        const t = await bootstrapped("declarative");
+        await writeEntities(t.db, t.password, 3);
+        const dir = mkdtempSync(path.join(os.tmpdir(), "export-"));
+        const snap = ok(await runStep({ ...snapSpec(t.db), declarativeExport: { kong: kongRun(t.db, "3.4.3"), directory: dir } } as StepSpec, t));
+        const exported = snap.declarative as { location: string; sha256: string };
+        assert.equal(path.dirname(exported.location), dir);
+        const content = JSON.parse(readFileSync(exported.location, "utf8")) as { services: Array<{ name: string }> };
+        assert.deepEqual(content.services.map((s) => s.name).sort(), ["svc-1", "svc-2", "svc-3"]);
+        assert.match(exported.sha256, /^[0-9a-f]{64}$/);
+    });
+
     it("rollback without a snapshot names what to set", async () => {
         const t = await bootstrapped("nosnap");
         const r = await runStep(restoreSpec(t.db), t);

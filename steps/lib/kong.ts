@@ -29,8 +29,14 @@ export function kongEnv(run: KongRun): Record<string, string> {
  * named (`-e KONG_PG_PASSWORD`), so docker copies them from its own environment; their values
  * are never on a command line.
  */
-export function kongDockerArgv(run: KongRun, args: string[]): string[] {
+export function kongDockerArgv(run: KongRun, args: string[], mounts: Mount[] = []): string[] {
     const argv = [dockerBinary(), "run", "--rm", "--network", run.network, "--label", "kong-upgrade.role=migrations"];
+    for (const m of mounts) argv.push("-v", `${m.host}:${m.container}`);
+    if (mounts.length > 0 && process.getuid && process.getgid) {
+        // Files written into a host folder belong to the user running the step; Kong then needs a
+        // prefix it can write as that user (the image's own prefix belongs to user kong).
+        argv.push("--user", `${process.getuid()}:${process.getgid()}`, "-e", "KONG_PREFIX=/tmp/kong-prefix");
+    }
     for (const [k, v] of Object.entries(kongEnv(run))) argv.push("-e", `${k}=${v}`);
     argv.push("-e", SECRET_ENV.password);
     if (run.license) argv.push("-e", SECRET_ENV.license);
@@ -47,14 +53,24 @@ function secretEnv(run: KongRun): Record<string, string> {
     return env;
 }
 
-/** Runs `kong <args>` for `run`. */
-export async function runKong(run: KongRun, args: string[], timeoutSeconds = 0): Promise<ExecResult> {
+/** A host folder made visible to the kong container. */
+export interface Mount {
+    host: string;
+    container: string;
+}
+
+/**
+ * Runs `kong <args>` for `run`. Arguments that name a path inside a mount are given as the
+ * container path; run locally, they are translated to the host folder.
+ */
+export async function runKong(run: KongRun, args: string[], timeoutSeconds = 0, mounts: Mount[] = []): Promise<ExecResult> {
     const local = process.env.KONG_UPGRADE_KONG_COMMAND;
     try {
         if (local) {
-            return await exec([local, ...args], { ...kongEnv(run), KONG_VERSION: run.version, ...secretEnv(run) }, timeoutSeconds);
+            const hostArgs = args.map((a) => mounts.reduce((acc, m) => acc.startsWith(`${m.container}/`) ? m.host + acc.slice(m.container.length) : acc, a));
+            return await exec([local, ...hostArgs], { ...kongEnv(run), KONG_VERSION: run.version, ...secretEnv(run) }, timeoutSeconds);
         }
-        return await exec(kongDockerArgv(run, args), secretEnv(run), timeoutSeconds);
+        return await exec(kongDockerArgv(run, args, mounts), secretEnv(run), timeoutSeconds);
     } catch (e) {
         if (e instanceof StepError) throw e;
         throw new StepError(`cannot run kong ${args.join(" ")} (${run.image}): ${(e as Error).message}`);

@@ -23,6 +23,8 @@ export interface SnapshotNote {
     /** dump only: file and its SHA-256 */
     location?: string;
     sha256?: string;
+    /** `kong config db_export` written beside the snapshot, when asked for */
+    declarative?: { location: string; sha256: string };
 }
 
 /** What a restore leaves on the live database. */

@@ -86,6 +86,8 @@ export type StepSpec =
         terminateSessions: boolean; dump?: DumpTarget;
         /** X still runs: freeze the database read-only, end X's sessions, then copy. */
         online?: boolean;
+        /** Also `kong config db_export` with X's image into this folder (a secondary safeguard). */
+        declarativeExport?: { kong: KongRun; directory: string };
     }
     | { step: "migrations"; phase: "up" | "finish"; db: DbTarget; kong: KongRun }
     | {

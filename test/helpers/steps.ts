@@ -4,6 +4,7 @@ import { spawn } from "child_process";
 import { mkdtempSync } from "fs";
 import * as os from "os";
 import * as path from "path";
+import { STEP_NODE_OPTIONS } from "../../components/step";
 import { KongRun, SECRET_ENV, SPEC_ENV, EXPECT_ENV, StepSpec, DbTarget, ClusterRef } from "../../steps/lib/spec";
 
 export const ROOT = path.join(__dirname, "..", "..");
@@ -19,7 +20,7 @@ export interface StepRun {
 
 export function runStep(spec: StepSpec, opts: { password: string; expect?: string; env?: Record<string, string> }): Promise<StepRun> {
     return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ["--require", "ts-node/register/transpile-only", "steps/main.ts", spec.step], {
+        const child = spawn(process.execPath, [...STEP_NODE_OPTIONS, "steps/main.ts", spec.step], {
             cwd: ROOT,
             env: {
                 ...process.env,

@@ -455,6 +455,22 @@ async function start(): Promise<number> {
     return new Promise<number>(() => undefined);
 }
 
+/** `kong config db_export [file]`: the database's entities as a declarative file (JSON is YAML). */
+async function config(sub: string, args: string[]): Promise<number> {
+    if (sub !== "db_export") throw new KongError(`No such command for config: ${sub}`);
+    const file = args.find((a) => !a.startsWith("-")) ?? "kong.yml";
+    const c = await connect();
+    try {
+        const out: Record<string, unknown> = { _format_version: "3.0" };
+        for (const t of ENTITY_TABLES) out[t] = (await c.query(`SELECT * FROM ${t} ORDER BY id`)).rows;
+        writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+        log(`exported ${ENTITY_TABLES.map((t) => `${(out[t] as unknown[]).length} ${t}`).join(", ")} to ${file}`);
+        return 0;
+    } finally {
+        await c.end();
+    }
+}
+
 function health(): number {
     if (!existsSync(PID_FILE)) throw new KongError(`Kong is not running at ${PREFIX}`);
     const pid = Number(readFileSync(PID_FILE, "utf8").trim());
@@ -478,6 +494,7 @@ async function main(argv: string[]): Promise<number> {
         case "start":
         case "docker-start": return start();
         case "migrations": return migrations(sub, rest);
+        case "config": return config(sub, rest);
         default: throw new KongError(`No such command: ${cmd ?? ""}`);
     }
 }
