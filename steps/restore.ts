@@ -6,7 +6,7 @@
 import { Client } from "pg";
 import { existsSync } from "fs";
 import {
-    databaseExists, databaseNote, describeSessions, entityCounts, liftReadOnly, quoteIdent, readSchemaMeta, sessionsOn,
+    databaseExists, databaseNote, describeSessions, entityCounts, freeDatabaseName, liftReadOnly, quoteIdent, readSchemaMeta, sessionsOn,
     setDatabaseNote, withDatabase, withServer,
 } from "./lib/db";
 import { StepError, progress, stamp } from "./lib/log";
@@ -69,8 +69,7 @@ export async function restore(spec: Restore): Promise<RestoreResult> {
             throw new StepError(`${sessions.length} session(s) are still connected to ${live} (${describeSessions(sessions)}); ` +
                 `stop every Kong node and client of it, then run pulumi up again. Nothing was changed`);
         }
-        const setAside = `${live.slice(0, 40)}_failed_${stamp()}`;
-        if (await databaseExists(c, setAside)) throw new StepError(`${setAside} exists already; run again in a second`);
+        const setAside = await freeDatabaseName(c, `${live.slice(0, 40)}_failed_${stamp()}`);
         const started = process.hrtime.bigint();
         let incoming = chosen.snapshot;
         if (chosen.strategy === "dump") incoming = await restoreDump(c, spec, chosen);
@@ -123,7 +122,7 @@ async function restoreDump(c: Client, spec: Restore, note: SnapshotNote): Promis
     if (!existsSync(full)) throw new StepError(`dump file ${full} is missing`);
     const sum = await sha256File(full);
     if (sum !== note.sha256) throw new StepError(`dump file ${full} has checksum ${sum}, not ${note.sha256} as recorded: refusing to restore it`);
-    const fresh = `${spec.db.database.slice(0, 40)}_restore_${stamp()}`;
+    const fresh = await freeDatabaseName(c, `${spec.db.database.slice(0, 40)}_restore_${stamp()}`);
     progress(`pg_restore ${file} into ${fresh}`);
     await c.query(`CREATE DATABASE ${quoteIdent(fresh)}`);
     await runPgTool(pgToolArgv(spec.dump, "pg_restore", ["--no-owner", "--exit-on-error", ...pgConnArgs(spec.dump, spec.db, fresh), { file }]));

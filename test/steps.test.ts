@@ -280,7 +280,7 @@ describe("snapshot and restore", () => {
             assert.equal(r.snapshot, snap.snapshot);
             assert.equal(await contents(t.db, t.password), original);
             const aside = r.setAside as string;
-            assert.match(aside, new RegExp(`^${t.db.database.slice(0, 40)}_failed_\\d{14}$`));
+            assert.match(aside, new RegExp(`^${t.db.database.slice(0, 40)}_failed_\\d{14}(_\\d+)?$`));
             const kept = await query<{ username: string }>({ ...t.db, database: aside }, t.password, "SELECT username FROM consumers WHERE username = 'written-after-upgrade'", aside);
             assert.equal(kept.length, 1, "the failed database keeps what was written to it");
             const snapshotStillThere = (await query(t.db, t.password, `SELECT 1 FROM pg_database WHERE datname = '${String(snap.snapshot)}'`)).length === 1;

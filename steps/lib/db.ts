@@ -84,6 +84,15 @@ export async function databaseExists(c: Client, name: string): Promise<boolean> 
     return (r.rowCount ?? 0) > 0;
 }
 
+/** `base`, or `base_2`, `base_3`… when taken: names of set-aside databases never collide. */
+export async function freeDatabaseName(c: Client, base: string): Promise<string> {
+    for (let n = 1; n < 100; n++) {
+        const name = n === 1 ? base : `${base}_${n}`;
+        if (!(await databaseExists(c, name))) return name;
+    }
+    throw new StepError(`no free database name like ${base}`);
+}
+
 /** Databases whose name starts with `prefix`, oldest first (names end in a UTC timestamp). */
 export async function databasesWithPrefix(c: Client, prefix: string): Promise<string[]> {
     const r = await c.query<{ datname: string }>(
