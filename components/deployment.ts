@@ -4,10 +4,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { KongCluster } from "./cluster";
 import { Settings, nodePorts } from "./config";
 import { SharedDatabase } from "./database";
-import { PlannedStep, Runbook, names, planRunbook } from "./plan";
+import { PlannedStep, Runbook, imagesNeeded, names, planRunbook } from "./plan";
 import { stepCommand } from "./step";
 import { KongVersion } from "./versions";
-import { kongPgEnv } from "../steps/lib/kong";
+import { kongEnv } from "../steps/lib/kong";
 import { ClusterRef, DbTarget, KongRun, SECRET_ENV } from "../steps/lib/spec";
 
 export interface KongDeploymentArgs {
@@ -60,12 +60,12 @@ export class KongDeployment extends pulumi.ComponentResource {
                     this.done.set(step.resources[0], [network, ...database.ready]);
                     break;
                 case "images":
-                    for (const r of step.resources) this.done.set(r, []);
-                    this.imageVersions().forEach((v) => {
+                    // Kept locally when no longer declared: a rollback may need the image again.
+                    for (const v of imagesNeeded(this.s)) {
                         const image = new docker.RemoteImage(names.image(v), { name: this.imageRef(v), keepLocally: true }, { parent: this });
                         this.images.set(v.text, image);
                         this.done.set(names.image(v), [image]);
-                    });
+                    }
                     break;
                 case "nodes": {
                     const v = step.version!;
@@ -78,10 +78,8 @@ export class KongDeployment extends pulumi.ComponentResource {
                 }
                 default: {
                     const cmd = this.stepResource(step, after, snapshot);
-                    if (step.kind === "snapshot" || step.kind === "restore") {
-                        // Only the snapshot's identity and figures leave the secret stdout.
-                        snapshot = cmd.stdout;
-                    }
+                    // verify compares the entity counts with what the snapshot recorded.
+                    if (step.kind === "snapshot" || step.kind === "restore") snapshot = cmd.stdout;
                     this.done.set(step.resources[0], [cmd]);
                 }
             }
@@ -97,13 +95,6 @@ export class KongDeployment extends pulumi.ComponentResource {
             if (!got) throw new Error(`internal: step ${step.resources[0]} planned after ${r}, which was not built`);
             return got;
         });
-    }
-
-    private imageVersions(): KongVersion[] {
-        const seen = new Set<string>();
-        return this.runbook.steps.flatMap((st) => st.kind === "images" ? [] : st.version ? [st.version] : [])
-            .concat([this.s.kong.version])
-            .filter((v) => !seen.has(v.text) && seen.add(v.text) !== undefined);
     }
 
     private imageRef(v: KongVersion): string {
@@ -144,22 +135,22 @@ export class KongDeployment extends pulumi.ComponentResource {
         };
     }
 
-    /** Environment of every node: Kong's documented settings plus the operator's extras. */
+    /**
+     * Environment of every node: the listeners the published ports expect, then exactly the
+     * settings migrations run with (kongEnv: database, KONG_PLUGINS, the operator's extras).
+     */
     private nodeEnv(): pulumi.Output<string[]> {
-        const run = this.kongRun(this.s.kong.version);
-        const plain = [
-            "KONG_DATABASE=postgres",
-            ...Object.entries(kongPgEnv(run)).map(([k, v]) => `${k}=${v}`),
-            `KONG_PLUGINS=${run.plugins}`,
-            "KONG_PROXY_LISTEN=0.0.0.0:8000",
-            "KONG_ADMIN_LISTEN=0.0.0.0:8001",
-            "KONG_STATUS_LISTEN=0.0.0.0:8100",
-            "KONG_PROXY_ACCESS_LOG=/dev/stdout",
-            "KONG_ADMIN_ACCESS_LOG=/dev/stdout",
-            "KONG_PROXY_ERROR_LOG=/dev/stderr",
-            "KONG_ADMIN_ERROR_LOG=/dev/stderr",
-            ...Object.entries(this.s.kong.env).map(([k, v]) => `${k}=${v}`),
-        ];
+        const env = {
+            KONG_PROXY_LISTEN: "0.0.0.0:8000",
+            KONG_ADMIN_LISTEN: "0.0.0.0:8001",
+            KONG_STATUS_LISTEN: "0.0.0.0:8100",
+            KONG_PROXY_ACCESS_LOG: "/dev/stdout",
+            KONG_ADMIN_ACCESS_LOG: "/dev/stdout",
+            KONG_PROXY_ERROR_LOG: "/dev/stderr",
+            KONG_ADMIN_ERROR_LOG: "/dev/stderr",
+            ...kongEnv(this.kongRun(this.s.kong.version)),
+        };
+        const plain = Object.entries(env).map(([k, v]) => `${k}=${v}`);
         const secret: pulumi.Input<string>[] = [pulumi.interpolate`KONG_PG_PASSWORD=${this.args.password}`];
         if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
         return pulumi.secret(pulumi.all([...plain, ...secret]));
@@ -235,7 +226,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                         step: "restore", db: this.dbTarget(), strategy: u!.restoreStrategy,
                         prefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot, dump,
                     }, secrets,
-                }, { ...opts, retainOnDelete: true });
+                }, opts);
             case "verify":
                 return stepCommand(name, {
                     spec: {
