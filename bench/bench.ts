@@ -9,6 +9,7 @@ import * as path from "path";
 import { Client } from "pg";
 import { restore } from "../steps/restore";
 import { snapshot } from "../steps/snapshot";
+import { liftReadOnly, withServer } from "../steps/lib/db";
 import { DbTarget, DumpTarget, SECRET_ENV } from "../steps/lib/spec";
 import { startPostgres } from "../test/helpers/postgres";
 import type { TimelineEntry } from "../test/rehearsal/engine";
@@ -137,12 +138,14 @@ async function main(): Promise<void> {
             const dump: DumpTarget = { image: "", network: "", directory: dumpDir, host: db.host, port: db.port };
             const figures: Figure[] = [];
             /** Times `op` `repeat` times; an op may also report the seconds of its database step alone. */
-            const measure = async (label: string, op: (rep: number) => Promise<number | void>, prepare?: (rep: number) => Promise<void>) => {
+            const measure = async (label: string, op: (rep: number) => Promise<number | void>, prepare?: (rep: number) => Promise<void>,
+                after?: () => Promise<unknown>) => {
                 const seconds: number[] = [];
                 const databaseStep: number[] = [];
                 for (let rep = 0; rep < repeat; rep++) {
                     if (prepare) await prepare(rep);
                     const [s, own] = await timed(() => op(rep));
+                    if (after) await after();
                     seconds.push(s);
                     if (typeof own === "number") databaseStep.push(own);
                 }
@@ -165,6 +168,11 @@ async function main(): Promise<void> {
             }).then(() => undefined);
             await measure("snapshot: template copy (ours)", snap("t", "template"));
             await measure("snapshot: pg_dump -Fc", snap("d", "dump"));
+            // Online: freeze read-only, end sessions, hold connections off for the copy. X keeps
+            // proxying meanwhile; what it cannot do for this long is read the database.
+            await measure("snapshot: online (freeze + template copy)", (rep) => snapshot({
+                step: "snapshot", db, strategy: "template", prefix: prefix("o", rep), from: "3.4.3", to: "3.7.1", terminateSessions: true, online: true,
+            }).then(() => undefined), undefined, () => withServer(db, t.password, (a) => liftReadOnly(a, db.database)));
             await tidy();
             for (const [label, kind, strategy] of [["restore: rename (ours, default)", "r", "rename"], ["restore: set aside + template copy", "c", "copy"],
                 ["restore: pg_restore into fresh db", "p", "rename"]] as const) {

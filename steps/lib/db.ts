@@ -124,16 +124,20 @@ export interface Session {
     client_addr: string | null;
 }
 
-/** Other sessions connected to `name`. */
+/**
+ * Clients connected to `name`. Background workers (autovacuum) are not counted: PostgreSQL ends
+ * them itself before CREATE DATABASE … TEMPLATE and ALTER DATABASE … RENAME.
+ */
 export async function sessionsOn(c: Client, name: string): Promise<Session[]> {
     const r = await c.query<Session>(
         `SELECT pid, usename, application_name, client_addr::text AS client_addr
-           FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
+           FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, [name]);
     return r.rows;
 }
 
 export async function terminateSessions(c: Client, name: string): Promise<number> {
-    const r = await c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [name]);
+    const r = await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, [name]);
     return r.rowCount ?? 0;
 }
 

@@ -188,14 +188,19 @@ async function injectFault(dbPort: number, migration: string | undefined): Promi
     });
 }
 
+/** A fresh one-node X with entities, and a fault armed in the first hop's `migrations up`. */
+async function freshWithFault(stack: string, port: number): Promise<{ cfg: Config; dbPort: number }> {
+    cleanup(stack);
+    const cfg = base(stack, port, 1);
+    assert.ok((await up(stack, cfg, `fresh Kong ${X}, 1 node`)).ok);
+    await writeEntities(port + 1);
+    await injectFault(port + 7000, "021_340_to_350");
+    return { cfg, dbPort: port + 7000 };
+}
+
 async function chainFault(): Promise<void> {
     const stack = "rehearsal-b";
-    cleanup(stack);
-    const cfg = base(stack, 19000, 1);
-    const dbPort = 26000;
-    assert.ok((await up(stack, cfg, `fresh Kong ${X}, 1 node`)).ok);
-    await writeEntities(19001);
-    await injectFault(dbPort, "021_340_to_350");
+    const { cfg, dbPort } = await freshWithFault(stack, 19000);
     const upgrade = { ...cfg, upgrade: { to: FIRST_HOP } };
     const failed = await up(stack, upgrade, `upgrade to ${FIRST_HOP} with a failure injected into migrations up`);
     assert.ok(!failed.ok, "the run must fail");
@@ -217,12 +222,7 @@ async function chainFault(): Promise<void> {
 
 async function chainRollbackAfterFault(): Promise<void> {
     const stack = "rehearsal-c";
-    cleanup(stack);
-    const cfg = base(stack, 20000, 1);
-    const dbPort = 27000;
-    assert.ok((await up(stack, cfg, `fresh Kong ${X}, 1 node`)).ok);
-    await writeEntities(20001);
-    await injectFault(dbPort, "021_340_to_350");
+    const { cfg, dbPort } = await freshWithFault(stack, 20000);
     const upgrade = { ...cfg, upgrade: { to: FIRST_HOP, restoreStrategy: "copy" } };
     assert.ok(!(await up(stack, upgrade, `upgrade to ${FIRST_HOP} that fails in migrations up`)).ok);
     const rollback = { ...cfg, upgrade: { to: FIRST_HOP, restoreStrategy: "copy", rollback: true } };
