@@ -219,7 +219,8 @@ async function apply(reg: Registration, inputs: Inputs, provider: string | undef
         case "postgresql:index/database:Database":
             return withPostgres(provider, async (c) => {
                 if ((await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [inputs.name])).rowCount === 0) {
-                    await c.query(`CREATE DATABASE ${ident(inputs.name)} OWNER ${ident(inputs.owner)}`);
+                    const template = inputs.template ? ` TEMPLATE ${ident(inputs.template)}` : "";
+                    await c.query(`CREATE DATABASE ${ident(inputs.name)} OWNER ${ident(inputs.owner)}${template}`);
                 }
                 return inputs;
             });
