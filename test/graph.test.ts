@@ -110,6 +110,21 @@ describe("upgrade (direct path 3.4.3 → 3.5.0)", () => {
     });
 });
 
+describe("Kong Gateway Enterprise (kong/kong-gateway, four-part versions, license)", () => {
+    it("uses the Enterprise image and passes the license as a secret to nodes and migrations", async () => {
+        const g = Graph.of(await evaluate({
+            kong: { version: "3.7.1.2", image: "kong/kong-gateway", nodes: 1, license: "LICENSE-JSON-abc" },
+            database: { password: PASSWORD }, upgrade: { to: "3.8.0.0" },
+        }));
+        assert.equal(g.get("image-kong-3-8-0-0").inputs.name, "kong/kong-gateway:3.8.0.0");
+        assertChain(g, ["stop-kong-3-7-1-2", "snapshot-3-7-1-2-to-3-8-0-0", "migrations-up-3-8-0-0", "migrations-finish-3-8-0-0", "kong-3-8-0-0-node-0"]);
+        const up = g.get("migrations-up-3-8-0-0");
+        assert.equal((up.inputs.environment as Record<string, string>).KONG_LICENSE_DATA, "[secret]");
+        assert.equal((g.spec("migrations-up-3-8-0-0") as { kong: { license: boolean; image: string } }).kong.license, true);
+        for (const r of g.registrations) assert.ok(!JSON.stringify(r.inputs).includes("LICENSE-JSON-abc"), `${r.name} holds the license in plain`);
+    });
+});
+
 describe("upgrade with an online snapshot", () => {
     it("takes the snapshot while X runs, then stops X and lifts the freeze, then migrates", async () => {
         const g = Graph.of(await evaluate(upgrade({ to: "3.5.0", onlineSnapshot: true })));
