@@ -1,8 +1,11 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { KongSettings, nodePorts } from "./config";
-import { names } from "./plan";
+import { KongSettings, dataPlanePorts, nodePorts } from "./config";
+import { NodeKind, names } from "./plan";
 import { KongVersion } from "./versions";
+
+/** Network alias every control plane carries: data planes of any version reach the one serving. */
+export const CONTROL_PLANE_ALIAS = "kong-control-plane";
 
 export interface KongClusterArgs {
     /** The version every node runs; its image tag. */
@@ -11,7 +14,7 @@ export interface KongClusterArgs {
     imageId: pulumi.Input<string>;
     /** Validated Kong settings: nodes, ports, plugins, drain time (see config.ts for defaults). */
     kong: KongSettings;
-    /** KONG_* environment shared by every node and migration run (secrets as secret Outputs). */
+    /** KONG_* environment of every node (secrets as secret Outputs). */
     env: pulumi.Input<pulumi.Input<string>[]>;
     /** Docker network shared with the database. */
     networkName: pulumi.Input<string>;
@@ -20,10 +23,39 @@ export interface KongClusterArgs {
     after: pulumi.Resource[];
 }
 
+type Port = { internal: number; external: number; ip: string };
+
+/** One Kong node container; its inputs depend only on version, kind and settings. */
+export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "after">, i: number, kind: NodeKind,
+    ports: Port[], after: pulumi.Resource[], aliases: string[] = []): docker.Container {
+    const k = args.kong;
+    return new docker.Container(names.node(args.version, i, kind), {
+        name: names.container(args.stack, args.version, i, kind),
+        hostname: names.node(args.version, i, kind),
+        image: args.imageId,
+        envs: args.env,
+        networksAdvanced: [aliases.length > 0 ? { name: args.networkName, aliases } : { name: args.networkName }],
+        ports,
+        // `kong health` is the official image's own check; verify and ready go deeper.
+        healthcheck: { tests: ["CMD", "kong", "health"], interval: "2s", timeout: "10s", retries: 60, startPeriod: "2s" },
+        wait: true,
+        waitTimeout: k.healthTimeoutSeconds,
+        restart: "unless-stopped",
+        // Kong's image stops gracefully on SIGQUIT; give in-flight requests time to drain.
+        stopSignal: "SIGQUIT",
+        destroyGraceSeconds: k.drainSeconds,
+        labels: [
+            { label: "kong-upgrade.stack", value: args.stack },
+            { label: "kong-upgrade.version", value: args.version.text },
+            { label: "kong-upgrade.role", value: kind === "dp" ? "data-plane" : "node" },
+        ],
+    }, { parent, dependsOn: after });
+}
+
 /**
- * One Kong cluster: `kong.nodes` containers of one version, each waited on until Docker
- * reports it healthy. A node's inputs depend only on the version and the settings, never on
- * whether the cluster is X or Y, so promoting Y replaces nothing.
+ * One Kong cluster: `kong.nodes` containers of one version (control planes in hybrid mode), each
+ * waited on until Docker reports it healthy. A node's inputs depend only on the version and the
+ * settings, never on whether the cluster is X or Y, so promoting Y replaces nothing.
  */
 export class KongCluster extends pulumi.ComponentResource {
     public readonly nodes: docker.Container[];
@@ -31,35 +63,40 @@ export class KongCluster extends pulumi.ComponentResource {
     constructor(name: string, args: KongClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kong-upgrade:index:KongCluster", name, {}, opts);
         const k = args.kong;
-        this.nodes = [];
-        for (let i = 0; i < k.nodes; i++) {
-            const ports = nodePorts(k.ports, i);
-            this.nodes.push(new docker.Container(names.node(args.version, i), {
-                name: names.container(args.stack, args.version, i),
-                hostname: names.node(args.version, i),
-                image: args.imageId,
-                envs: args.env,
-                networksAdvanced: [{ name: args.networkName }],
-                ports: [
-                    { internal: 8000, external: ports.proxy, ip: k.proxyAddress },
-                    { internal: 8001, external: ports.admin, ip: k.adminAddress },
-                    { internal: 8100, external: ports.status, ip: k.adminAddress },
-                ],
-                // `kong health` is the official image's own check; verify goes deeper (/status).
-                healthcheck: { tests: ["CMD", "kong", "health"], interval: "2s", timeout: "10s", retries: 60, startPeriod: "2s" },
-                wait: true,
-                waitTimeout: k.healthTimeoutSeconds,
-                restart: "unless-stopped",
-                // Kong's image stops gracefully on SIGQUIT; give in-flight requests time to drain.
-                stopSignal: "SIGQUIT",
-                destroyGraceSeconds: k.drainSeconds,
-                labels: [
-                    { label: "kong-upgrade.stack", value: args.stack },
-                    { label: "kong-upgrade.version", value: args.version.text },
-                    { label: "kong-upgrade.role", value: "node" },
-                ],
-            }, { parent: this, dependsOn: args.after }));
-        }
+        const hybrid = k.role === "hybrid";
+        this.nodes = Array.from({ length: k.nodes }, (_, i) => {
+            const p = nodePorts(k.ports, i);
+            const ports: Port[] = [
+                // A control plane does not proxy.
+                ...(hybrid ? [] : [{ internal: 8000, external: p.proxy, ip: k.proxyAddress }]),
+                { internal: 8001, external: p.admin, ip: k.adminAddress },
+                { internal: 8100, external: p.status, ip: k.adminAddress },
+            ];
+            return kongNode(this, args, i, hybrid ? "cp" : "node", ports, args.after, hybrid ? [CONTROL_PLANE_ALIAS] : []);
+        });
         this.registerOutputs({});
+    }
+}
+
+export interface DataPlanesArgs extends Omit<KongClusterArgs, "after"> {}
+
+/** The data planes of one version (hybrid mode); each is added with its own dependencies. */
+export class KongDataPlanes extends pulumi.ComponentResource {
+    public readonly nodes: docker.Container[] = [];
+
+    constructor(name: string, private readonly args: DataPlanesArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("kong-upgrade:index:KongDataPlanes", name, {}, opts);
+        this.registerOutputs({});
+    }
+
+    add(i: number, after: pulumi.Resource[]): docker.Container {
+        const k = this.args.kong;
+        const p = dataPlanePorts(k.ports, i);
+        const node = kongNode(this, this.args, i, "dp", [
+            { internal: 8000, external: p.proxy, ip: k.proxyAddress },
+            { internal: 8100, external: p.status, ip: k.adminAddress },
+        ], after);
+        this.nodes.push(node);
+        return node;
     }
 }

@@ -21,15 +21,28 @@ export interface KongPorts {
     status: number;
     /** Node i publishes each port at base + i × stride. Default 10. */
     stride: number;
+    /** Hybrid only: host port of data plane 0's proxy. Default 9000. */
+    dpProxy: number;
+    /** Hybrid only: host port of data plane 0's Status API. Default 9100. */
+    dpStatus: number;
 }
+
+export type KongRole = "traditional" | "hybrid";
 
 export interface KongSettings {
     /** The version serving now: cluster X. Required. */
     version: KongVersion;
     /** Image repository; the tag is the version. Default "kong" (`kong/kong-gateway` for Enterprise). */
     image: string;
-    /** Nodes in the cluster. Default 2. */
+    /** Nodes in the cluster; in hybrid mode, its control planes. Default 2 (hybrid: 1). */
     nodes: number;
+    /** "traditional" (default) or "hybrid": control planes on the database, data planes without. */
+    role: KongRole;
+    /** Hybrid only: data planes, moved to Y one at a time after Y's control planes verify. Default 2. */
+    dataPlanes: number;
+    /** Hybrid only: cluster certificate and key (PEM, secrets). Default: generated once, kept in state as secrets. */
+    clusterCert?: string;
+    clusterCertKey?: string;
     /** KONG_PLUGINS for nodes and migrations alike (kong-facts §2.3). Default "bundled". */
     plugins: string;
     /** Extra KONG_* environment for every node and migration run. Default {}. */
@@ -132,8 +145,9 @@ export interface RawConfig {
 export const EMBEDDED_DATABASE_ALIAS = "kong-database";
 
 const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "ports", "adminAddress", "proxyAddress",
-    "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license"] as const;
-const PORT_KEYS = ["proxy", "admin", "status", "stride"] as const;
+    "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license", "role", "dataPlanes",
+    "clusterCert", "clusterCertKey"] as const;
+const PORT_KEYS = ["proxy", "admin", "status", "stride", "dpProxy", "dpStatus"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
     "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
@@ -273,8 +287,18 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         admin: p.integer("admin", 8001, 1, 65535),
         status: p.integer("status", 8100, 1, 65535),
         stride: p.integer("stride", 10, 1, 1000),
+        dpProxy: p.integer("dpProxy", 9000, 1, 65535),
+        dpStatus: p.integer("dpStatus", 9100, 1, 65535),
     };
-    const nodes = k.integer("nodes", 2, 1, 64);
+    const role = k.oneOf("role", ["traditional", "hybrid"] as const, "traditional");
+    const nodes = k.integer("nodes", role === "hybrid" ? 1 : 2, 1, 64);
+    const dataPlanes = role === "hybrid" ? k.integer("dataPlanes", 2, 1, 64) : 0;
+    for (const key of ["dataPlanes", "clusterCert", "clusterCertKey"]) {
+        if (role !== "hybrid" && kongObj[key] !== undefined) problems.push(`kong.${key} only applies to kong.role: hybrid`);
+    }
+    if ((kongObj.clusterCert === undefined) !== (kongObj.clusterCertKey === undefined)) {
+        problems.push(`kong.clusterCert and kong.clusterCertKey go together (both secrets); leave both out to have them generated`);
+    }
     const envObj = k.object("env") ?? {};
     const env: Record<string, string> = {};
     for (const [name, value] of Object.entries(envObj)) {
@@ -292,6 +316,10 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         version: version ?? { major: 0, minor: 0, rest: [0], text: "0.0.0" },
         image: k.string("image", "kong")!,
         nodes,
+        role,
+        dataPlanes,
+        clusterCert: k.string("clusterCert"),
+        clusterCertKey: k.string("clusterCertKey"),
         plugins: k.string("plugins", "bundled")!,
         env,
         ports,
@@ -309,7 +337,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
     if (kong.smokePath !== undefined && !kong.smokePath.startsWith("/")) {
         problems.push(`kong.smokePath must start with "/", not "${kong.smokePath}"`);
     }
-    problems.push(...portProblems(ports, nodes));
+    problems.push(...portProblems(ports, nodes, dataPlanes));
 
     const dbObj = rootObject(problems, "database", raw.database, false) ?? {};
     const d = new Reader(problems, "database", dbObj);
@@ -413,25 +441,30 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
     return { stack, kong, upgrade, database, network: `kong-upgrade-${stack}` };
 }
 
-/** Every host port of every node must be distinct. */
-export function portProblems(ports: KongPorts, nodes: number): string[] {
+/** Every host port of every node (and data plane) must be distinct. */
+export function portProblems(ports: KongPorts, nodes: number, dataPlanes = 0): string[] {
     const seen = new Map<number, string>();
     const problems: string[] = [];
-    for (let i = 0; i < nodes; i++) {
-        for (const kind of ["proxy", "admin", "status"] as const) {
-            const port = ports[kind] + i * ports.stride;
-            const who = `node ${i} ${kind}`;
-            if (port > 65535) {
-                problems.push(`${who} port would be ${port} (kong.ports.${kind} + ${i} × kong.ports.stride), above 65535: lower the base port or kong.nodes`);
-            } else if (seen.has(port)) {
-                problems.push(`${who} and ${seen.get(port)} would both publish port ${port}: ` +
-                    `set kong.ports.stride above ${nodes > 1 ? "the spacing of your base ports" : "0"} or move kong.ports.${kind}`);
-            } else {
-                seen.set(port, who);
-            }
+    const published: Array<[number, "proxy" | "admin" | "status" | "dpProxy" | "dpStatus", string]> = [];
+    for (let i = 0; i < nodes; i++) for (const kind of ["proxy", "admin", "status"] as const) published.push([i, kind, `node ${i} ${kind}`]);
+    for (let i = 0; i < dataPlanes; i++) for (const kind of ["dpProxy", "dpStatus"] as const) published.push([i, kind, `data plane ${i} ${kind}`]);
+    for (const [i, kind, who] of published) {
+        const port = ports[kind] + i * ports.stride;
+        if (port > 65535) {
+            problems.push(`${who} port would be ${port} (kong.ports.${kind} + ${i} × kong.ports.stride), above 65535: lower the base port or kong.nodes`);
+        } else if (seen.has(port)) {
+            problems.push(`${who} and ${seen.get(port)} would both publish port ${port}: ` +
+                `set kong.ports.stride above ${nodes > 1 ? "the spacing of your base ports" : "0"} or move kong.ports.${kind}`);
+        } else {
+            seen.set(port, who);
         }
     }
     return problems;
+}
+
+/** Host ports of data plane `index`. */
+export function dataPlanePorts(ports: KongPorts, index: number): { proxy: number; status: number } {
+    return { proxy: ports.dpProxy + index * ports.stride, status: ports.dpStatus + index * ports.stride };
 }
 
 /** Host ports of node `index`. */

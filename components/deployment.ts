@@ -1,10 +1,10 @@
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { KongCluster } from "./cluster";
-import { Settings, nodePorts } from "./config";
+import { CONTROL_PLANE_ALIAS, KongCluster, KongDataPlanes } from "./cluster";
+import { ConfigError, Settings, dataPlanePorts, nodePorts } from "./config";
 import { SharedDatabase } from "./database";
-import { PlannedStep, Runbook, imagesNeeded, names, planRunbook } from "./plan";
+import { NodeKind, PlannedStep, Runbook, dataPlaneOrderProblems, imagesNeeded, names, planRunbook } from "./plan";
 import { stepCommand } from "./step";
 import { KongVersion } from "./versions";
 import { kongEnv } from "../steps/lib/kong";
@@ -38,12 +38,23 @@ export class KongDeployment extends pulumi.ComponentResource {
     private readonly args: KongDeploymentArgs;
     private readonly done = new Map<string, pulumi.Resource[]>();
     private readonly images = new Map<string, docker.RemoteImage>();
+    private readonly dataPlanes = new Map<string, KongDataPlanes>();
+    /** Hybrid: the cluster certificate and key, secret. */
+    private clusterCert?: pulumi.Output<{ cert: string; key: string }>;
 
     constructor(name: string, args: KongDeploymentArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kong-upgrade:index:KongDeployment", name, {}, opts);
         this.s = args.settings;
         this.args = args;
         this.runbook = planRunbook(this.s);
+        if (this.s.kong.role === "hybrid") {
+            const running = !this.s.upgrade ? undefined : this.s.upgrade.rollback ? this.s.upgrade.to : this.s.kong.version;
+            const problems = dataPlaneOrderProblems(this.runbook, running);
+            if (problems.length > 0) throw new ConfigError(problems);
+            if (this.s.kong.clusterCert !== undefined) {
+                this.clusterCert = pulumi.secret({ cert: this.s.kong.clusterCert, key: this.s.kong.clusterCertKey ?? "" });
+            }
+        }
         const network = new docker.Network("network", { name: this.s.network, labels: [{ label: "kong-upgrade.stack", value: this.s.stack }] },
             { parent: this });
         const database = new SharedDatabase(names.database, {
@@ -71,15 +82,31 @@ export class KongDeployment extends pulumi.ComponentResource {
                     const v = step.version!;
                     serving = new KongCluster(names.cluster(v), {
                         version: v, imageId: this.images.get(v.text)!.imageId, kong: this.s.kong,
-                        env: this.nodeEnv(), networkName: network.name, stack: this.s.stack, after,
+                        env: this.nodeEnv(this.s.kong.role === "hybrid" ? "cp" : "node"), networkName: network.name, stack: this.s.stack, after,
                     }, { parent: this });
                     serving.nodes.forEach((node, i) => this.done.set(step.resources[i], [node]));
+                    break;
+                }
+                case "data-plane": {
+                    const v = step.version!;
+                    let planes = this.dataPlanes.get(v.text);
+                    if (!planes) {
+                        planes = new KongDataPlanes(names.dataPlanes(v), {
+                            version: v, imageId: this.images.get(v.text)!.imageId, kong: this.s.kong, env: this.nodeEnv("dp"),
+                            networkName: network.name, stack: this.s.stack,
+                        }, { parent: this });
+                        this.dataPlanes.set(v.text, planes);
+                    }
+                    this.done.set(step.resources[0], [planes.add(step.index!, after)]);
                     break;
                 }
                 default: {
                     const cmd = this.stepResource(step, after, snapshot);
                     // verify compares the entity counts with what the snapshot recorded.
                     if (step.kind === "snapshot" || step.kind === "restore") snapshot = cmd.stdout;
+                    if (step.kind === "cluster-cert") {
+                        this.clusterCert = pulumi.secret(cmd.stdout.apply((out) => JSON.parse(out.split("\n").pop() ?? "{}") as { cert: string; key: string }));
+                    }
                     this.done.set(step.resources[0], [cmd]);
                 }
             }
@@ -117,16 +144,28 @@ export class KongDeployment extends pulumi.ComponentResource {
         };
     }
 
-    private clusterRef(v: KongVersion): ClusterRef {
+    /** The nodes of version `v` (control planes in hybrid mode), or one data plane when `dataPlane` is given. */
+    private clusterRef(v: KongVersion, dataPlane?: number): ClusterRef {
         const k = this.s.kong;
         const host = (addr: string) => (addr === "0.0.0.0" ? "127.0.0.1" : addr.includes(":") ? `[${addr}]` : addr);
+        const kind: NodeKind = k.role === "hybrid" ? "cp" : "node";
+        if (dataPlane !== undefined) {
+            const p = dataPlanePorts(k.ports, dataPlane);
+            return {
+                stack: this.s.stack, version: v.text,
+                nodes: [{
+                    container: names.container(this.s.stack, v, dataPlane, "dp"), statusUrl: `http://${host(k.adminAddress)}:${p.status}`,
+                    adminUrl: "", proxyUrl: `http://${host(k.proxyAddress)}:${p.proxy}`,
+                }],
+            };
+        }
         return {
             stack: this.s.stack,
             version: v.text,
             nodes: Array.from({ length: k.nodes }, (_, i) => {
                 const p = nodePorts(k.ports, i);
                 return {
-                    container: names.container(this.s.stack, v, i),
+                    container: names.container(this.s.stack, v, i, kind),
                     statusUrl: `http://${host(k.adminAddress)}:${p.status}`,
                     adminUrl: `http://${host(k.adminAddress)}:${p.admin}`,
                     proxyUrl: `http://${host(k.proxyAddress)}:${p.proxy}`,
@@ -139,7 +178,8 @@ export class KongDeployment extends pulumi.ComponentResource {
      * Environment of every node: the listeners the published ports expect, then exactly the
      * settings migrations run with (kongEnv: database, KONG_PLUGINS, the operator's extras).
      */
-    private nodeEnv(): pulumi.Output<string[]> {
+    private nodeEnv(kind: NodeKind): pulumi.Output<string[]> {
+        if (kind === "dp") return this.dataPlaneEnv();
         const env = {
             KONG_PROXY_LISTEN: "0.0.0.0:8000",
             KONG_ADMIN_LISTEN: "0.0.0.0:8001",
@@ -153,7 +193,35 @@ export class KongDeployment extends pulumi.ComponentResource {
         const plain = Object.entries(env).map(([k, v]) => `${k}=${v}`);
         const secret: pulumi.Input<string>[] = [pulumi.interpolate`KONG_PG_PASSWORD=${this.args.password}`];
         if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
+        if (kind === "cp") {
+            plain.push("KONG_ROLE=control_plane", "KONG_CLUSTER_LISTEN=0.0.0.0:8005", "KONG_PROXY_LISTEN=off");
+            secret.push(...this.certEnv());
+        }
         return pulumi.secret(pulumi.all([...plain, ...secret]));
+    }
+
+    /** Hybrid data planes: no database; configuration from whichever control plane carries the alias. */
+    private dataPlaneEnv(): pulumi.Output<string[]> {
+        const env: Record<string, string> = {
+            KONG_ROLE: "data_plane",
+            KONG_DATABASE: "off",
+            KONG_CLUSTER_CONTROL_PLANE: `${CONTROL_PLANE_ALIAS}:8005`,
+            KONG_PROXY_LISTEN: "0.0.0.0:8000",
+            KONG_STATUS_LISTEN: "0.0.0.0:8100",
+            KONG_PROXY_ACCESS_LOG: "/dev/stdout",
+            KONG_PROXY_ERROR_LOG: "/dev/stderr",
+            KONG_PLUGINS: this.s.kong.plugins,
+            ...this.s.kong.env,
+        };
+        const secret = this.certEnv();
+        if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
+        return pulumi.secret(pulumi.all([...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...secret]));
+    }
+
+    private certEnv(): pulumi.Output<string>[] {
+        const c = this.clusterCert;
+        if (!c) throw new Error("internal: hybrid nodes planned before the cluster certificate");
+        return [c.apply((x) => `KONG_CLUSTER_CERT=${x.cert}`), c.apply((x) => `KONG_CLUSTER_CERT_KEY=${x.key}`)];
     }
 
     private secrets(): Record<string, pulumi.Input<string>> {
@@ -203,6 +271,14 @@ export class KongDeployment extends pulumi.ComponentResource {
             }
             case "start":
                 return stepCommand(name, { spec: { step: "start", cluster: this.clusterRef(step.version!), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
+            case "cluster-cert":
+                return stepCommand(name, { spec: { step: "cluster-cert", days: 1095 }, secrets: {} }, opts);
+            case "stop-data-plane":
+                return stepCommand(name, { spec: { step: "stop", cluster: this.clusterRef(step.version!, step.index), drainSeconds: s.kong.drainSeconds }, secrets: {} }, opts);
+            case "start-data-plane":
+                return stepCommand(name, { spec: { step: "start", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
+            case "ready":
+                return stepCommand(name, { spec: { step: "ready", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
             case "snapshot":
                 // Never deleted by the program: it has no delete command, and leaving the
                 // program's declarations only forgets it (retainOnDelete).
@@ -231,7 +307,8 @@ export class KongDeployment extends pulumi.ComponentResource {
                 return stepCommand(name, {
                     spec: {
                         step: "verify", db: this.dbTarget(), kong: this.kongRun(step.version!), cluster: this.clusterRef(step.version!),
-                        timeoutSeconds: s.kong.healthTimeoutSeconds, smokePath: s.kong.smokePath,
+                        // Control planes do not proxy: the smoke request is for traditional nodes.
+                        timeoutSeconds: s.kong.healthTimeoutSeconds, smokePath: s.kong.role === "hybrid" ? undefined : s.kong.smokePath,
                     },
                     secrets, expect: snapshot,
                 }, opts);

@@ -8,7 +8,9 @@ export type Mode = "steady" | "upgrade" | "rollback";
 
 export type StepKind =
     | "database" | "images" | "bootstrap" | "preflight" | "stop" | "snapshot"
-    | "migrations-up" | "migrations-finish" | "nodes" | "start" | "restore" | "verify";
+    | "migrations-up" | "migrations-finish" | "nodes" | "start" | "restore" | "verify"
+    // hybrid mode
+    | "cluster-cert" | "data-plane" | "stop-data-plane" | "start-data-plane" | "ready";
 
 export interface PlannedStep {
     kind: StepKind;
@@ -20,6 +22,8 @@ export interface PlannedStep {
     after: string[];
     /** The Kong version the step concerns, when it concerns one. */
     version?: KongVersion;
+    /** Data-plane steps: which data plane. */
+    index?: number;
 }
 
 export interface Runbook {
@@ -32,11 +36,19 @@ export interface Runbook {
 
 // ---- names: every resource name says which step or version it is -------------------------
 
+/** A node's kind in its name: traditional node, hybrid control plane or data plane. */
+export type NodeKind = "node" | "cp" | "dp";
+
 export const names = {
     cluster: (v: KongVersion) => `kong-${versionSlug(v)}`,
-    node: (v: KongVersion, i: number) => `kong-${versionSlug(v)}-node-${i}`,
+    dataPlanes: (v: KongVersion) => `kong-${versionSlug(v)}-data-planes`,
+    node: (v: KongVersion, i: number, kind: NodeKind = "node") => `kong-${versionSlug(v)}-${kind}-${i}`,
     /** Docker's container name: the stack keeps two stacks on one host apart. */
-    container: (stack: string, v: KongVersion, i: number) => `${stack}-kong-${versionSlug(v)}-node-${i}`,
+    container: (stack: string, v: KongVersion, i: number, kind: NodeKind = "node") => `${stack}-kong-${versionSlug(v)}-${kind}-${i}`,
+    clusterCert: "cluster-cert",
+    stopDataPlane: (v: KongVersion, i: number) => `stop-kong-${versionSlug(v)}-dp-${i}`,
+    startDataPlane: (v: KongVersion, i: number) => `start-kong-${versionSlug(v)}-dp-${i}`,
+    ready: (v: KongVersion, i: number) => `ready-kong-${versionSlug(v)}-dp-${i}`,
     image: (v: KongVersion) => `image-kong-${versionSlug(v)}`,
     preflight: (from: KongVersion, to: KongVersion) => `preflight-${versionSlug(from)}-to-${versionSlug(to)}`,
     rollbackPreflight: (from: KongVersion, to: KongVersion) => `preflight-rollback-${versionSlug(to)}-to-${versionSlug(from)}`,
@@ -54,8 +66,8 @@ export const names = {
         `${db.slice(0, 16)}_snap_${versionSlug(from).replace(/-/g, "_")}_to_${versionSlug(to).replace(/-/g, "_")}_`,
 };
 
-function nodeNames(v: KongVersion, count: number): string[] {
-    return Array.from({ length: count }, (_, i) => names.node(v, i));
+function nodeNames(v: KongVersion, count: number, kind: NodeKind = "node"): string[] {
+    return Array.from({ length: count }, (_, i) => names.node(v, i, kind));
 }
 
 /** The versions whose images the run needs, in order of use. */
@@ -75,6 +87,9 @@ export function modeOf(s: Settings): Mode {
 export function planRunbook(s: Settings): Runbook {
     const x = s.kong.version;
     const n = s.kong.nodes;
+    const hybrid = s.kong.role === "hybrid";
+    const kind: NodeKind = hybrid ? "cp" : "node";
+    const what = hybrid ? "control plane(s)" : "node(s)";
     const image = (v: KongVersion) => `${s.kong.image}:${v.text}`;
     const db = s.database.mode === "embedded"
         ? `embedded PostgreSQL (${s.database.image}) on 127.0.0.1:${s.database.port}, role and database "${s.database.name}"`
@@ -91,48 +106,76 @@ export function planRunbook(s: Settings): Runbook {
     add({ kind: "bootstrap", resources: [names.bootstrap],
         title: `kong migrations bootstrap with ${image(x)}, only if \`kong migrations list\` says the database needs it (exit 3)` },
         [names.database, names.image(x)]);
+    const certs = hybrid && s.kong.clusterCert === undefined;
+    if (certs) {
+        add({ kind: "cluster-cert", resources: [names.clusterCert],
+            title: `cluster certificate and key for control and data planes, generated once (openssl, 1095 days), kept in state as secrets` }, []);
+    }
+    const cpAfter = (base: string[]) => (certs ? [...base, names.clusterCert] : base);
+    /** Data planes of `v`, one at a time: stop the old one (if any), start the new, wait until it has configuration. */
+    const rollDataPlanes = (v: KongVersion, from: KongVersion | undefined, restart: boolean) => {
+        for (let i = 0; i < s.kong.dataPlanes; i++) {
+            if (from) {
+                add({ kind: "stop-data-plane", resources: [names.stopDataPlane(from, i)], version: from, index: i,
+                    title: `stop data plane ${i} of ${from.text}; the others keep serving` });
+            }
+            add({ kind: "data-plane", resources: [names.node(v, i, "dp")], version: v, index: i,
+                title: `data plane ${i} of ${image(v)} (KONG_ROLE=data_plane, database off), waited on until healthy` });
+            if (restart) {
+                add({ kind: "start-data-plane", resources: [names.startDataPlane(v, i)], version: v, index: i,
+                    title: `start data plane ${i} of ${v.text} (also one a failed run only stopped)` });
+            }
+            add({ kind: "ready", resources: [names.ready(v, i)], version: v, index: i,
+                title: `data plane ${i} of ${v.text}: /status/ready says it holds configuration from the control plane` });
+        }
+    };
     const u = s.upgrade;
 
     if (!u) {
-        add({ kind: "nodes", resources: nodeNames(x, n), version: x,
-            title: `cluster ${x.text}: ${n} node(s) of ${image(x)}, each waited on until healthy` });
+        add({ kind: "nodes", resources: nodeNames(x, n, kind), version: x,
+            title: `cluster ${x.text}: ${n} ${what} of ${image(x)}, each waited on until healthy` }, cpAfter([names.bootstrap]));
         add({ kind: "verify", resources: [names.verify(x)], version: x,
-            title: `verify ${x.text}: /status says database.reachable on every node, \`kong migrations list\` exits 0` });
-        return { mode: "steady", summary: `Kong ${x.text} (${n} nodes), no upgrade requested`, steps, deletions: [] };
+            title: `verify ${x.text}: /status says database.reachable on every ${hybrid ? "control plane" : "node"}, \`kong migrations list\` exits 0` });
+        if (hybrid) rollDataPlanes(x, undefined, false);
+        return { mode: "steady", summary: `Kong ${x.text} (${n} ${hybrid ? `control planes, ${s.kong.dataPlanes} data planes` : "nodes"}), no upgrade requested`, steps, deletions: [] };
     }
 
     const y = u.to;
+    const dataPlaneNames = (v: KongVersion) => (hybrid ? nodeNames(v, s.kong.dataPlanes, "dp") : []);
     if (u.rollback) {
         const which = u.snapshot ? `snapshot ${u.snapshot}` : `the newest snapshot of ${x.text} → ${y.text}`;
         add({ kind: "preflight", resources: [names.rollbackPreflight(x, y)],
             title: `preflight: ${which} exists, the database answers, no migration holds the lock` },
         [names.bootstrap, ...images.map(names.image)]);
+        // Data planes go back first: an older data plane is accepted by a newer control plane.
+        if (hybrid) rollDataPlanes(x, y, true);
         add({ kind: "stop", resources: [names.stop(y)], version: y,
-            title: `stop cluster ${y.text} (${n} nodes, ${s.kong.drainSeconds}s to drain) and confirm it is down` });
+            title: `stop cluster ${y.text} (${n} ${what}, ${s.kong.drainSeconds}s to drain) and confirm it is down` });
         add({ kind: "restore", resources: [names.restore(x, y)],
             title: `restore ${which} at database level by ${u.restoreStrategy === "rename" ? "renaming it into place" : "template copy"}; ` +
                 `the current database is set aside as ${s.database.name}_failed_<time>, never dropped` });
-        add({ kind: "nodes", resources: nodeNames(x, n), version: x,
-            title: `cluster ${x.text}: ${n} node(s) of ${image(x)} declared again` });
+        add({ kind: "nodes", resources: nodeNames(x, n, kind), version: x,
+            title: `cluster ${x.text}: ${n} ${what} of ${image(x)} declared again` });
         add({ kind: "start", resources: [names.start(x)], version: x,
-            title: `start cluster ${x.text}'s nodes (also those a failed upgrade only stopped) and wait until healthy` });
+            title: `start cluster ${x.text}'s ${what} (also those a failed upgrade only stopped) and wait until healthy` });
         add({ kind: "verify", resources: [names.verify(x)], version: x,
-            title: `verify ${x.text}: /status on every node, \`kong migrations list\` exits 0, entity counts equal the snapshot's` });
+            title: `verify ${x.text}: /status on every ${hybrid ? "control plane" : "node"}, \`kong migrations list\` exits 0, entity counts equal the snapshot's` });
         return {
             mode: "rollback",
             summary: `roll back Kong ${y.text} → ${x.text} from ${which}`,
             steps,
-            deletions: nodeNames(y, n).map((r) => `${r} (cluster ${y.text}), deleted last`),
+            deletions: [...nodeNames(y, n, kind), ...dataPlaneNames(y)].map((r) => `${r} (cluster ${y.text}), deleted last`),
         };
     }
 
     const chain = upgradeChain(x, u.via, y);
     add({ kind: "preflight", resources: [names.preflight(x, y)],
         title: `preflight: database answers, \`kong migrations list\` with ${image(chain[0])} exits 5 (or 0), ` +
-            `no live migrations lock, snapshot name free, ${n} node(s) of ${x.text} exist and no other Kong node runs` },
+            `no live migrations lock, snapshot name free, ${n} ${what} of ${x.text} exist and no other Kong node runs` },
     [names.bootstrap, ...images.map(names.image)]);
     const stop = () => add({ kind: "stop", resources: [names.stop(x)], version: x,
-        title: `stop cluster ${x.text} (${n} nodes, ${s.kong.drainSeconds}s to drain): downtime starts` +
+        title: `stop cluster ${x.text} (${n} ${what}, ${s.kong.drainSeconds}s to drain): downtime starts` +
+            (hybrid ? ` for configuration changes; data planes keep proxying from their cached configuration` : "") +
             (u.onlineSnapshot ? `; then lift the read-only freeze` : `, no Admin API writes`) });
     const copy = u.snapshotStrategy === "template"
         ? `CREATE DATABASE ${names.snapshotPrefix(s.database.name, x, y)}<time> TEMPLATE ${s.database.name}`
@@ -149,18 +192,40 @@ export function planRunbook(s: Settings): Runbook {
         add({ kind: "migrations-finish", resources: [names.migrationsFinish(hop)], version: hop,
             title: `kong migrations finish with ${image(hop)} (list after: 0)` });
     }
-    add({ kind: "nodes", resources: nodeNames(y, n), version: y,
-        title: `cluster ${y.text}: ${n} node(s) of ${image(y)} beside the same database, each waited on until healthy` });
+    add({ kind: "nodes", resources: nodeNames(y, n, kind), version: y,
+        title: `cluster ${y.text}: ${n} ${what} of ${image(y)} beside the same database, each waited on until healthy` });
     add({ kind: "verify", resources: [names.verify(y)], version: y,
-        title: `verify ${y.text}: /status on every node, \`kong migrations list\` exits 0, entity counts equal the snapshot's` +
-            (s.kong.smokePath ? `, GET ${s.kong.smokePath} through each proxy` : "") });
+        title: `verify ${y.text}: /status on every ${hybrid ? "control plane" : "node"}, \`kong migrations list\` exits 0, entity counts equal the snapshot's` +
+            (s.kong.smokePath && !hybrid ? `, GET ${s.kong.smokePath} through each proxy` : "") });
+    // Data planes move only after Y's control planes verified: never ahead of their control plane.
+    if (hybrid) rollDataPlanes(y, x, false);
     const path = [x, ...chain].map((v) => v.text).join(" → ");
     return {
         mode: "upgrade",
         summary: `upgrade Kong ${path} in place`,
         steps,
-        deletions: nodeNames(x, n).map((r) => `${r} (cluster ${x.text}), decommissioned last`),
+        deletions: [...nodeNames(x, n, kind), ...dataPlaneNames(x)].map((r) => `${r} (cluster ${x.text}), decommissioned last`),
     };
+}
+
+/**
+ * Hybrid invariant (kong-facts §7): at every step of the runbook, no data plane runs a newer
+ * minor than the control plane serving then. Returns the violations, empty when the order holds.
+ */
+export function dataPlaneOrderProblems(r: Runbook, runningAtStart: KongVersion | undefined): string[] {
+    let controlPlane = runningAtStart;
+    const problems: string[] = [];
+    for (const step of r.steps) {
+        if (step.kind === "nodes") controlPlane = step.version;
+        if (step.kind === "stop") controlPlane = undefined; // stopped: data planes serve from their cache
+        if (step.kind === "data-plane" && step.version) {
+            const cp = controlPlane;
+            if (!cp || step.version.major > cp.major || (step.version.major === cp.major && step.version.minor > cp.minor)) {
+                problems.push(`data plane ${step.index} would start on ${step.version.text} while ${cp ? `control plane ${cp.text} serves` : "no control plane runs"}`);
+            }
+        }
+    }
+    return problems;
 }
 
 /** The runbook as numbered lines, for the CLI and the `runbook` stack output. */

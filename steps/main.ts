@@ -10,6 +10,7 @@ import { restore } from "./restore";
 import { snapshot } from "./snapshot";
 import { startCluster, stopCluster } from "./cluster";
 import { verify } from "./verify";
+import { clusterCert, ready } from "./hybrid";
 
 export async function runStep(spec: StepSpec): Promise<object> {
     switch (spec.step) {
@@ -21,6 +22,8 @@ export async function runStep(spec: StepSpec): Promise<object> {
         case "migrations": return migrations(spec);
         case "restore": return restore(spec);
         case "verify": return verify(spec);
+        case "cluster-cert": return clusterCert(spec);
+        case "ready": return ready(spec);
     }
 }
 

@@ -21,7 +21,7 @@ describe("readSettings defaults", () => {
         assert.equal(s.kong.image, "kong");
         assert.equal(s.kong.nodes, 2);
         assert.equal(s.kong.plugins, "bundled");
-        assert.deepEqual(s.kong.ports, { proxy: 8000, admin: 8001, status: 8100, stride: 10 });
+        assert.deepEqual(s.kong.ports, { proxy: 8000, admin: 8001, status: 8100, stride: 10, dpProxy: 9000, dpStatus: 9100 });
         assert.equal(s.kong.adminAddress, "127.0.0.1");
         assert.equal(s.database.mode, "embedded");
         assert.equal(s.database.containerHost, "kong-database");
@@ -76,11 +76,11 @@ describe("readSettings refuses, naming the key and the fix", () => {
 });
 
 describe("ports", () => {
-    it("node i publishes base + i × stride", () => assert.deepEqual(nodePorts({ proxy: 8000, admin: 8001, status: 8100, stride: 10 }, 2), { proxy: 8020, admin: 8021, status: 8120 }));
+    it("node i publishes base + i × stride", () => assert.deepEqual(nodePorts({ proxy: 8000, admin: 8001, status: 8100, stride: 10, dpProxy: 9000, dpStatus: 9100 }, 2), { proxy: 8020, admin: 8021, status: 8120 }));
     it("refuses overlapping ports between nodes", () => {
-        assert.match(portProblems({ proxy: 8000, admin: 8001, status: 8100, stride: 1 }, 2).join("\n"), /node 1 proxy and node 0 admin would both publish port 8001/);
+        assert.match(portProblems({ proxy: 8000, admin: 8001, status: 8100, stride: 1, dpProxy: 9000, dpStatus: 9100 }, 2).join("\n"), /node 1 proxy and node 0 admin would both publish port 8001/);
     });
     it("refuses ports above 65535", () => {
-        assert.match(portProblems({ proxy: 65530, admin: 8001, status: 8100, stride: 10 }, 2).join("\n"), /node 1 proxy port would be 65540/);
+        assert.match(portProblems({ proxy: 65530, admin: 8001, status: 8100, stride: 10, dpProxy: 9000, dpStatus: 9100 }, 2).join("\n"), /node 1 proxy port would be 65540/);
     });
 });

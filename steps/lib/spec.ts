@@ -94,6 +94,10 @@ export type StepSpec =
         step: "restore"; db: DbTarget; strategy: "rename" | "copy"; prefix: string; snapshot?: string;
         dump?: DumpTarget;
     }
-    | { step: "verify"; db: DbTarget; kong: KongRun; cluster: ClusterRef; timeoutSeconds: number; smokePath?: string };
+    | { step: "verify"; db: DbTarget; kong: KongRun; cluster: ClusterRef; timeoutSeconds: number; smokePath?: string }
+    /** Hybrid: a cluster certificate and key, printed once (the Command's stdout is secret). */
+    | { step: "cluster-cert"; days: number }
+    /** Hybrid: wait until each node's /status/ready answers 200 (a data plane holds configuration). */
+    | { step: "ready"; cluster: ClusterRef; timeoutSeconds: number };
 
 export type StepName = StepSpec["step"];

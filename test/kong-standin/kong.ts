@@ -10,7 +10,7 @@
 //                                     can inject a fault into containers it does not configure
 //   KONG_SIM_CRASH_HOLDING_LOCK=1     take the migrations lock, then die without releasing it
 //   KONG_SIM_HANG=<seconds>           sleep before doing anything
-import { randomUUID } from "crypto";
+import { createHash, randomUUID } from "crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as http from "http";
 import * as path from "path";
@@ -325,7 +325,77 @@ function listenAddress(value: string | undefined, fallback: string): { host: str
 const PID_FILE = path.join(PREFIX, "pids", "nginx.pid");
 const ENTITY_TABLES = ["services", "routes", "consumers", "plugins", "upstreams", "targets"];
 
+type Route = { name: string; service: string; paths: string[] };
+
+function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
+    res.writeHead(code, { "content-type": "application/json", server: `kong/${VERSION}` });
+    res.end(JSON.stringify(body));
+}
+
+function serve(addr: { host: string; port: number } | undefined, handler: http.RequestListener, servers: http.Server[]): void {
+    if (!addr) return;
+    const s = http.createServer(handler);
+    s.listen(addr.port, addr.host);
+    servers.push(s);
+}
+
+function routeRequest(routes: Route[], req: http.IncomingMessage, res: http.ServerResponse): void {
+    const p = new URL(req.url ?? "/", "http://x").pathname;
+    const route = routes.find((r) => r.paths.some((rp) => p.startsWith(rp)));
+    if (!route) { sendJson(res, 404, { message: "no Route matched with those values" }); return; }
+    sendJson(res, 200, { route: route.name, service: route.service, version: VERSION });
+}
+
+function writePid(): void {
+    mkdirSync(path.dirname(PID_FILE), { recursive: true });
+    writeFileSync(PID_FILE, `${process.pid}\n`);
+    writeFileSync(path.join(PREFIX, ".kong_env"), `prefix = ${PREFIX}\n`);
+}
+
+/**
+ * A hybrid data plane (KONG_ROLE=data_plane, database off): configuration comes from the control
+ * plane at KONG_CLUSTER_CONTROL_PLANE (the stand-in's own exchange on the cluster port, not Kong's
+ * WebSocket protocol), is cached on disk like Kong's LMDB, and survives the control plane being down.
+ */
+async function startDataPlane(): Promise<number> {
+    writePid();
+    const cacheFile = path.join(PREFIX, "dbless.json");
+    let config: { routes: Route[]; hash: string } | undefined = existsSync(cacheFile)
+        ? JSON.parse(readFileSync(cacheFile, "utf8")) as { routes: Route[]; hash: string } : undefined;
+    const cp = env.KONG_CLUSTER_CONTROL_PLANE ?? "127.0.0.1:8005";
+    const sync = async () => {
+        try {
+            const r = await fetch(`http://${cp}/v1/config?version=${VERSION}`, { signal: AbortSignal.timeout(2000) });
+            const body = await r.json() as { routes: Route[]; hash: string; message?: string };
+            if (r.status !== 200) { process.stderr.write(`[warn] control plane refused: ${body.message}\n`); return; }
+            config = body;
+            writeFileSync(cacheFile, JSON.stringify(body));
+        } catch {
+            // Control plane unreachable: keep serving the cached configuration.
+        }
+    };
+    await sync();
+    const timer = setInterval(() => { void sync(); }, 1000);
+    const servers: http.Server[] = [];
+    serve(listenAddress(env.KONG_PROXY_LISTEN, "0.0.0.0:8000"), (req, res) => routeRequest(config?.routes ?? [], req, res), servers);
+    serve(listenAddress(env.KONG_STATUS_LISTEN, minorCode(VERSION) >= 306 ? "127.0.0.1:8007" : "off"), (req, res) => {
+        if (req.url === "/status") sendJson(res, 200, { server: { connections_active: 1 }, memory: {}, configuration_hash: config?.hash ?? "0".repeat(32) });
+        else if (req.url === "/status/ready") sendJson(res, config ? 200 : 503, { message: config ? "ready" : "no configuration available (empty configuration present)" });
+        else sendJson(res, 404, { message: "Not found" });
+    }, servers);
+    process.stderr.write(`stand-in Kong ${VERSION} data plane started (pid ${process.pid}), control plane ${cp}\n`);
+    const stop = () => {
+        clearInterval(timer);
+        rmSync(PID_FILE, { force: true });
+        for (const s of servers) s.close();
+        process.exit(0);
+    };
+    for (const sig of ["SIGQUIT", "SIGTERM", "SIGINT"] as const) process.on(sig, stop);
+    return new Promise<number>(() => undefined);
+}
+
 async function start(): Promise<number> {
+    if (env.KONG_ROLE === "data_plane") return startDataPlane();
     const first = await connect();
     const st = await schemaState(first);
     await first.end();
@@ -444,7 +514,20 @@ async function start(): Promise<number> {
     listen(listenAddress(env.KONG_STATUS_LISTEN, minorCode(VERSION) >= 306 ? "127.0.0.1:8007" : "off"), (req, res) => {
         void status(req, res, true).then((handled) => { if (!handled) json(res, 404, { message: "Not found" }); });
     });
-    process.stderr.write(`stand-in Kong ${VERSION} started (pid ${process.pid})\n`);
+    if (env.KONG_ROLE === "control_plane") {
+        // Data planes fetch configuration here; a data plane on a newer minor is refused (kong-facts §7).
+        listen(listenAddress(env.KONG_CLUSTER_LISTEN, "0.0.0.0:8005"), (req, res) => {
+            const dp = new URL(req.url ?? "/", "http://x").searchParams.get("version") ?? "0.0.0";
+            const [dMaj, dMin] = dp.split(".").map(Number);
+            const [cMaj, cMin] = VERSION.split(".").map(Number);
+            if (dMaj !== cMaj || dMin > cMin) {
+                json(res, 426, { message: `data plane version ${dp} is incompatible with older control plane version ${VERSION}` });
+                return;
+            }
+            json(res, 200, { routes, hash: createHash("md5").update(JSON.stringify(routes)).digest("hex") });
+        });
+    }
+    process.stderr.write(`stand-in Kong ${VERSION} ${env.KONG_ROLE ?? "traditional"} started (pid ${process.pid})\n`);
     const stop = () => {
         clearInterval(rebuilder);
         rmSync(PID_FILE, { force: true });

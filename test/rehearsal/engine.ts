@@ -123,11 +123,21 @@ async function createContainer(name: string, i: Inputs): Promise<Inputs> {
     // Environment through a private file, as the provider passes it through the API: no secret in argv.
     const dir = mkdtempSync(path.join(os.tmpdir(), "rehearsal-env-"));
     const envFile = path.join(dir, "env");
-    writeFileSync(envFile, `${((i.envs as string[] | undefined) ?? []).join("\n")}\n`);
+    // An env file holds one line per variable; multi-line values (PEM certificates) go through
+    // docker's own environment by name instead.
+    const envs = (i.envs as string[] | undefined) ?? [];
+    const multiLine: Record<string, string> = {};
+    for (const e of envs.filter((x) => x.includes("\n"))) {
+        const at = e.indexOf("=");
+        multiLine[e.slice(0, at)] = e.slice(at + 1);
+        argv.push("-e", e.slice(0, at));
+    }
+    writeFileSync(envFile, `${envs.filter((x) => !x.includes("\n")).join("\n")}\n`);
     chmodSync(envFile, 0o600);
     argv.push("--env-file", envFile, String(i.image));
     try {
-        await docker(argv, name);
+        const r = await run(["docker", ...argv], { env: multiLine });
+        if (r.code !== 0) throw new Error(`${name}: docker run failed: ${r.stderr.trim()}`);
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
