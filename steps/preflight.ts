@@ -41,8 +41,7 @@ export async function preflight(spec: Preflight): Promise<object> {
 
     if (spec.mode === "rollback") {
         const found = await withServer(spec.db, pw, async (c) => {
-            const chosen = await chooseSnapshot(c, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot,
-                dump: spec.dumpDirectory ? { directory: spec.dumpDirectory, image: "", network: "", host: "", port: 0 } : undefined });
+            const chosen = await chooseSnapshot(c, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot, dumpDirectory: spec.dumpDirectory });
             if (chosen) return `snapshot ${chosen.snapshot} (taken ${chosen.takenAt}, Kong ${chosen.from} → ${chosen.to})`;
             const liveNote = await databaseNote<RestoredNote>(c, spec.db.database);
             if (alreadyRestored(liveNote, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot })) {

@@ -32,10 +32,17 @@ export interface RestoreResult {
     databaseSeconds: number;
 }
 
+/** Where to look for a rollback's snapshot: its name's prefix, its name if given, the dump folder for dumps. */
+export interface SnapshotQuery {
+    prefix: string;
+    snapshot?: string;
+    dumpDirectory?: string;
+}
+
 /** The snapshot a rollback uses: the one named, else the newest of this upgrade. */
-export async function chooseSnapshot(c: Client, spec: Pick<Restore, "prefix" | "snapshot" | "dump">): Promise<SnapshotNote | undefined> {
-    const all = spec.dump ? dumpSnapshots(spec.dump.directory, spec.prefix) : await templateSnapshots(c, spec.prefix);
-    if (spec.snapshot) return all.find((n) => n.snapshot === spec.snapshot);
+export async function chooseSnapshot(c: Client, q: SnapshotQuery): Promise<SnapshotNote | undefined> {
+    const all = q.dumpDirectory ? dumpSnapshots(q.dumpDirectory, q.prefix) : await templateSnapshots(c, q.prefix);
+    if (q.snapshot) return all.find((n) => n.snapshot === q.snapshot);
     return all[all.length - 1];
 }
 
@@ -54,7 +61,7 @@ export async function restore(spec: Restore): Promise<RestoreResult> {
     const live = spec.db.database;
     const outcome = await withServer(spec.db, pw, async (c) => {
         const liveNote = await databaseNote<RestoredNote>(c, live);
-        const chosen = await chooseSnapshot(c, spec);
+        const chosen = await chooseSnapshot(c, { prefix: spec.prefix, snapshot: spec.snapshot, dumpDirectory: spec.dump?.directory });
         if (!chosen || (liveNote && liveNote.restoredFrom === chosen.snapshot)) {
             if (alreadyRestored(liveNote, spec)) {
                 progress(`${live} is already ${liveNote!.restoredFrom} restored (at ${liveNote!.at}); nothing to do`);
