@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { readSettings } from "./components/config";
 import { KongDeployment } from "./components/deployment";
 import { formatRunbook } from "./components/plan";
+import { parseStepResult } from "./steps/lib/log";
 
 const project = pulumi.getProject();
 const config = new pulumi.Config();
@@ -37,13 +38,9 @@ export const nodes = pulumi.all(kong.serving.nodes.map((n) => n.name));
 export const snapshot = kong.snapshot ? pulumi.unsecret(kong.snapshot).apply(describeSnapshot) : undefined;
 
 function describeSnapshot(stdout: string | undefined): Record<string, unknown> | undefined {
-    if (!stdout) return undefined;
-    try {
-        const r = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as Record<string, unknown>;
-        // Only identity and figures; the step's stdout never holds a secret, but say so explicitly.
-        const { snapshot: name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside } = r;
-        return { name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside };
-    } catch {
-        return undefined;
-    }
+    const r = parseStepResult(stdout);
+    if (!r) return undefined;
+    // Only identity and figures; the step's stdout never holds a secret, but say so explicitly.
+    const { snapshot: name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside } = r;
+    return { name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside };
 }

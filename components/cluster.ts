@@ -78,7 +78,7 @@ export class KongCluster extends pulumi.ComponentResource {
     }
 }
 
-export interface DataPlanesArgs extends Omit<KongClusterArgs, "after"> {}
+export type DataPlanesArgs = Omit<KongClusterArgs, "after">;
 
 /** The data planes of one version (hybrid mode); each is added with its own dependencies. */
 export class KongDataPlanes extends pulumi.ComponentResource {

@@ -4,10 +4,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { CONTROL_PLANE_ALIAS, KongCluster, KongDataPlanes } from "./cluster";
 import { ConfigError, Settings, dataPlanePorts, nodePorts } from "./config";
 import { SharedDatabase } from "./database";
-import { NodeKind, PlannedStep, Runbook, dataPlaneOrderProblems, imagesNeeded, names, planRunbook } from "./plan";
+import { NodeKind, PlannedStep, Runbook, clusterNodeKind, dataPlaneOrderProblems, imagesNeeded, names, planRunbook } from "./plan";
 import { stepCommand } from "./step";
 import { KongVersion } from "./versions";
 import { kongEnv } from "../steps/lib/kong";
+import { parseStepResult } from "../steps/lib/log";
 import { ClusterRef, DbTarget, KongRun, SECRET_ENV } from "../steps/lib/spec";
 
 export interface KongDeploymentArgs {
@@ -19,6 +20,13 @@ export interface KongDeploymentArgs {
     adminPassword: pulumi.Output<string>;
     /** Enterprise license, a secret Output, when configured. */
     license?: pulumi.Output<string>;
+}
+
+/** The cluster-cert step's result; a run without one must not start nodes with an empty certificate. */
+function certificate(stdout: string | undefined): { cert: string; key: string } {
+    const r = parseStepResult<{ cert?: string; key?: string }>(stdout);
+    if (!r?.cert || !r.key) throw new Error("the cluster-cert step printed no certificate and key");
+    return { cert: r.cert, key: r.key };
 }
 
 /**
@@ -82,7 +90,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     const v = step.version!;
                     serving = new KongCluster(names.cluster(v), {
                         version: v, imageId: this.images.get(v.text)!.imageId, kong: this.s.kong,
-                        env: this.nodeEnv(this.s.kong.role === "hybrid" ? "cp" : "node"), networkName: network.name, stack: this.s.stack, after,
+                        env: this.nodeEnv(clusterNodeKind(this.s)), networkName: network.name, stack: this.s.stack, after,
                     }, { parent: this });
                     serving.nodes.forEach((node, i) => this.done.set(step.resources[i], [node]));
                     break;
@@ -105,7 +113,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     // verify compares the entity counts with what the snapshot recorded.
                     if (step.kind === "snapshot" || step.kind === "restore") snapshot = cmd.stdout;
                     if (step.kind === "cluster-cert") {
-                        this.clusterCert = pulumi.secret(cmd.stdout.apply((out) => JSON.parse(out.split("\n").pop() ?? "{}") as { cert: string; key: string }));
+                        this.clusterCert = pulumi.secret(cmd.stdout.apply((out) => certificate(out)));
                     }
                     this.done.set(step.resources[0], [cmd]);
                 }
@@ -148,7 +156,7 @@ export class KongDeployment extends pulumi.ComponentResource {
     private clusterRef(v: KongVersion, dataPlane?: number): ClusterRef {
         const k = this.s.kong;
         const host = (addr: string) => (addr === "0.0.0.0" ? "127.0.0.1" : addr.includes(":") ? `[${addr}]` : addr);
-        const kind: NodeKind = k.role === "hybrid" ? "cp" : "node";
+        const kind = clusterNodeKind(this.s);
         if (dataPlane !== undefined) {
             const p = dataPlanePorts(k.ports, dataPlane);
             return {

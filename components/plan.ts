@@ -66,6 +66,11 @@ export const names = {
         `${db.slice(0, 16)}_snap_${versionSlug(from).replace(/-/g, "_")}_to_${versionSlug(to).replace(/-/g, "_")}_`,
 };
 
+/** What the nodes of a cluster are called: control planes in hybrid mode, nodes otherwise. */
+export function clusterNodeKind(s: Settings): NodeKind {
+    return s.kong.role === "hybrid" ? "cp" : "node";
+}
+
 function nodeNames(v: KongVersion, count: number, kind: NodeKind = "node"): string[] {
     return Array.from({ length: count }, (_, i) => names.node(v, i, kind));
 }
@@ -78,17 +83,12 @@ export function imagesNeeded(s: Settings): KongVersion[] {
     return [s.kong.version, ...upgradeChain(s.kong.version, u.via, u.to)];
 }
 
-export function modeOf(s: Settings): Mode {
-    if (!s.upgrade) return "steady";
-    return s.upgrade.rollback ? "rollback" : "upgrade";
-}
-
 /** The runbook of a validated configuration. */
 export function planRunbook(s: Settings): Runbook {
     const x = s.kong.version;
     const n = s.kong.nodes;
     const hybrid = s.kong.role === "hybrid";
-    const kind: NodeKind = hybrid ? "cp" : "node";
+    const kind = clusterNodeKind(s);
     const what = hybrid ? "control plane(s)" : "node(s)";
     const image = (v: KongVersion) => `${s.kong.image}:${v.text}`;
     const db = s.database.mode === "embedded"

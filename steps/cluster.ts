@@ -2,7 +2,8 @@
 import { liftReadOnly, withServer } from "./lib/db";
 import { docker, inspectContainer } from "./lib/docker";
 import { StepError, progress, sleep } from "./lib/log";
-import { SECRET_ENV, StepSpec } from "./lib/spec";
+import { databasePassword } from "./lib/secrets";
+import { StepSpec } from "./lib/spec";
 
 type Stop = Extract<StepSpec, { step: "stop" }>;
 type Start = Extract<StepSpec, { step: "start" }>;
@@ -11,7 +12,7 @@ type Start = Extract<StepSpec, { step: "start" }>;
 export async function stopCluster(spec: Stop): Promise<object> {
     if (!spec.liftFreeze) return stopNodes(spec);
     const db = spec.liftFreeze;
-    const lift = () => withServer(db, process.env[SECRET_ENV.password] ?? "", (c) => liftReadOnly(c, db.database));
+    const lift = () => withServer(db, databasePassword(), (c) => liftReadOnly(c, db.database));
     try {
         const out = await stopNodes(spec);
         await lift();

@@ -7,7 +7,7 @@ import { StepError, progress } from "./lib/log";
 import { RestoredNote } from "./lib/snapshots";
 import { ClusterRef, DbTarget, StepSpec } from "./lib/spec";
 import { alreadyRestored, chooseSnapshot } from "./restore";
-import { password } from "./snapshot";
+import { databasePassword } from "./lib/secrets";
 
 type Preflight = Extract<StepSpec, { step: "preflight" }>;
 
@@ -31,7 +31,7 @@ async function strayNodes(cluster: ClusterRef): Promise<Array<{ name: string; ve
 }
 
 export async function preflight(spec: Preflight): Promise<object> {
-    const pw = password();
+    const pw = databasePassword();
     const notes: string[] = [];
     // The database answers with the configured credentials (a clear error otherwise).
     await withDatabase(spec.db, pw, async (c) => { await c.query("SELECT 1"); });

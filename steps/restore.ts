@@ -13,7 +13,7 @@ import { StepError, progress, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
 import { RestoredNote, SnapshotNote, dumpSnapshots, sha256File, templateSnapshots } from "./lib/snapshots";
 import { StepSpec } from "./lib/spec";
-import { password } from "./snapshot";
+import { databasePassword } from "./lib/secrets";
 
 type Restore = Extract<StepSpec, { step: "restore" }>;
 
@@ -57,7 +57,7 @@ function equalJson(a: unknown, b: unknown): boolean {
 }
 
 export async function restore(spec: Restore): Promise<RestoreResult> {
-    const pw = password();
+    const pw = databasePassword();
     const live = spec.db.database;
     const outcome = await withServer(spec.db, pw, async (c) => {
         const liveNote = await databaseNote<RestoredNote>(c, live);

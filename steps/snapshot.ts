@@ -12,15 +12,10 @@ import { StepError, progress, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
 import { SnapshotNote, sha256File } from "./lib/snapshots";
 import { runKong } from "./lib/kong";
-import { SECRET_ENV, StepSpec } from "./lib/spec";
+import { databasePassword } from "./lib/secrets";
+import { StepSpec } from "./lib/spec";
 
 type Snapshot = Extract<StepSpec, { step: "snapshot" }>;
-
-export function password(): string {
-    const p = process.env[SECRET_ENV.password];
-    if (p === undefined) throw new StepError(`${SECRET_ENV.password} is not set: the step needs Kong's database password`);
-    return p;
-}
 
 export async function snapshot(spec: Snapshot): Promise<SnapshotNote> {
     const note = await databaseSnapshot(spec);
@@ -44,7 +39,7 @@ async function databaseSnapshot(spec: Snapshot): Promise<SnapshotNote> {
     if (!spec.online) return takeSnapshot(spec);
     // Online: freeze first, so nothing written after the copy is lost; lift the freeze on any
     // failure, since X keeps serving and must get its writes back.
-    const pw = password();
+    const pw = databasePassword();
     const source = spec.db.database;
     await withServer(spec.db, pw, async (c) => {
         progress(`freezing ${source} read-only while cluster ${spec.from} keeps proxying`);
@@ -63,7 +58,7 @@ async function databaseSnapshot(spec: Snapshot): Promise<SnapshotNote> {
 }
 
 async function takeSnapshot(spec: Snapshot): Promise<SnapshotNote> {
-    const pw = password();
+    const pw = databasePassword();
     const source = spec.db.database;
     const name = `${spec.prefix}${stamp()}`;
     const { schemaMeta, counts } = await withDatabase(spec.db, pw, async (c) => ({

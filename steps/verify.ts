@@ -3,9 +3,9 @@
 // are all there, and an optional request through each proxy gets a non-5xx answer.
 import { entityCounts, withDatabase } from "./lib/db";
 import { migrationsList } from "./lib/kong";
-import { StepError, progress, sleep } from "./lib/log";
+import { StepError, parseStepResult, progress, sleep } from "./lib/log";
 import { EXPECT_ENV, NodeRef, StepSpec } from "./lib/spec";
-import { password } from "./snapshot";
+import { databasePassword } from "./lib/secrets";
 
 type Verify = Extract<StepSpec, { step: "verify" }>;
 
@@ -39,13 +39,9 @@ async function waitForStatus(node: NodeRef, deadline: number): Promise<void> {
 /** Entity counts the verify compares with: the snapshot's (upgrade) or the restored snapshot's (rollback). */
 export function expectedCounts(raw: string | undefined): Record<string, number> | undefined {
     if (!raw) return undefined;
-    const last = raw.trim().split("\n").pop() ?? "";
-    try {
-        const r = JSON.parse(last) as { entityCounts?: Record<string, number> };
-        return r.entityCounts;
-    } catch {
-        throw new StepError(`${EXPECT_ENV} is not a step result`);
-    }
+    const r = parseStepResult<{ entityCounts?: Record<string, number> }>(raw);
+    if (!r) throw new StepError(`${EXPECT_ENV} is not a step result`);
+    return r.entityCounts;
 }
 
 export async function verify(spec: Verify): Promise<object> {
@@ -56,7 +52,7 @@ export async function verify(spec: Verify): Promise<object> {
     if (list.state !== "up-to-date") {
         throw new StepError(`kong migrations list with ${spec.kong.image} reports ${list.state}, not up to date:\n${list.output}`);
     }
-    const counts = await withDatabase(spec.db, password(), entityCounts);
+    const counts = await withDatabase(spec.db, databasePassword(), entityCounts);
     const expected = expectedCounts(process.env[EXPECT_ENV]);
     if (expected) {
         const lost = Object.entries(expected).filter(([t, n]) => (counts[t] ?? 0) < n);

@@ -204,9 +204,3 @@ export async function liftReadOnly(c: Client, name: string): Promise<void> {
     await c.query(`ALTER DATABASE ${quoteIdent(name)} RESET default_transaction_read_only`);
     await c.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS true`);
 }
-
-export async function isFrozen(c: Client, name: string): Promise<boolean> {
-    const r = await c.query(`SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
-        WHERE d.datname = $1 AND s.setrole = 0 AND 'default_transaction_read_only=on' = ANY (s.setconfig)`, [name]);
-    return (r.rowCount ?? 0) > 0;
-}

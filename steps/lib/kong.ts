@@ -4,6 +4,7 @@
 import { exec, ExecResult } from "./exec";
 import { dockerBinary } from "./docker";
 import { StepError } from "./log";
+import { databasePassword } from "./secrets";
 import { KongRun, SECRET_ENV } from "./spec";
 
 /** KONG_PG_* for a run; the password is never among them (it is passed by name). */
@@ -45,10 +46,7 @@ export function kongDockerArgv(run: KongRun, args: string[], mounts: Mount[] = [
 }
 
 function secretEnv(run: KongRun): Record<string, string> {
-    const env: Record<string, string> = {};
-    const password = process.env[SECRET_ENV.password];
-    if (password === undefined) throw new StepError(`${SECRET_ENV.password} is not set: the step needs Kong's database password`);
-    env[SECRET_ENV.password] = password;
+    const env: Record<string, string> = { [SECRET_ENV.password]: databasePassword() };
     if (run.license) env[SECRET_ENV.license] = process.env[SECRET_ENV.license] ?? "";
     return env;
 }

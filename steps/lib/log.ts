@@ -11,6 +11,15 @@ export function result(value: object): void {
     process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
+/** What `result` printed: the last line of a step's stdout, parsed; undefined when it is not JSON. */
+export function parseStepResult<T = Record<string, unknown>>(stdout: string | undefined): T | undefined {
+    try {
+        return JSON.parse(stdout?.trim().split("\n").pop() ?? "") as T;
+    } catch {
+        return undefined;
+    }
+}
+
 /** UTC timestamp usable in a database name: 20261127130745. */
 export function stamp(d = new Date()): string {
     return d.toISOString().replace(/[-:T]/g, "").slice(0, 14);

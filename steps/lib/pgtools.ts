@@ -5,7 +5,8 @@ import * as path from "path";
 import { exec, ExecResult } from "./exec";
 import { dockerBinary } from "./docker";
 import { StepError } from "./log";
-import { DbTarget, DumpTarget, SECRET_ENV } from "./spec";
+import { databasePassword } from "./secrets";
+import { DbTarget, DumpTarget } from "./spec";
 
 const MOUNT = "/snapshots";
 
@@ -26,8 +27,7 @@ export function pgConnArgs(dump: DumpTarget, db: DbTarget, database: string): st
 }
 
 export async function runPgTool(argv: string[]): Promise<ExecResult> {
-    const password = process.env[SECRET_ENV.password] ?? "";
-    const r = await exec(argv, { PGPASSWORD: password });
+    const r = await exec(argv, { PGPASSWORD: databasePassword() });
     if (r.code !== 0) throw new StepError(`${argv.includes("pg_dump") ? "pg_dump" : "pg_restore"} failed (exit ${r.code}):\n${(r.stdout + r.stderr).trim()}`);
     return r;
 }

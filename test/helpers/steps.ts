@@ -5,6 +5,7 @@ import { mkdtempSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { STEP_NODE_OPTIONS } from "../../components/step";
+import { parseStepResult } from "../../steps/lib/log";
 import { KongRun, SECRET_ENV, SPEC_ENV, EXPECT_ENV, StepSpec, DbTarget, ClusterRef } from "../../steps/lib/spec";
 
 export const ROOT = path.join(__dirname, "..", "..");
@@ -39,9 +40,7 @@ export function runStep(spec: StepSpec, opts: { password: string; expect?: strin
         child.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
         child.on("error", reject);
         child.on("close", (code) => {
-            let result: Record<string, unknown> | undefined;
-            try { result = JSON.parse(stdout.trim().split("\n").pop() ?? "") as Record<string, unknown>; } catch { /* no result */ }
-            resolve({ code: code ?? 1, stdout, stderr, result });
+            resolve({ code: code ?? 1, stdout, stderr, result: parseStepResult(stdout) });
         });
     });
 }

@@ -14,6 +14,7 @@ import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
 import { Registration, evaluateProgram } from "../../bin/evaluate";
+import { parseStepResult } from "../../steps/lib/log";
 
 const ROOT = path.join(__dirname, "..", "..");
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -262,7 +263,6 @@ async function destroy(r: Resource): Promise<void> {
 
 /** Removed resources, dependents first (the old state's graph, as the engine uses). */
 function deletionOrder(removed: Resource[]): Resource[] {
-    const urns = new Set(removed.map((r) => r.urn));
     const order: Resource[] = [];
     const done = new Set<string>();
     const visit = (r: Resource) => {
@@ -271,7 +271,7 @@ function deletionOrder(removed: Resource[]): Resource[] {
         for (const other of removed) if (other.deps.includes(r.urn) || other.parent === r.urn) visit(other);
         order.push(r);
     };
-    for (const r of removed) if (urns.has(r.urn)) visit(r);
+    for (const r of removed) visit(r);
     return order;
 }
 
@@ -308,7 +308,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
                 entry.end = Date.now();
                 entry.ok = true;
                 if (typeof outputs.stdout === "string" && op !== "same") {
-                    try { entry.stepSeconds = (JSON.parse(outputs.stdout.split("\n").pop() ?? "") as { seconds?: number }).seconds; } catch { /* not a step */ }
+                    entry.stepSeconds = parseStepResult<{ seconds?: number }>(outputs.stdout)?.seconds;
                 }
                 if (op !== "same") log(`  done ${reg.name} (${((entry.end - entry.start) / 1000).toFixed(2)}s)`);
                 state.resources[reg.urn] = {

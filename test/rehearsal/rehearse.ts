@@ -112,7 +112,8 @@ function cleanup(stack: string): void {
         const ids = sh(["docker", kind, "ls", "-q", ...(kind === "container" ? ["-a"] : []), "--filter", `label=kong-upgrade.stack=${stack}`]).out.split("\n").filter(Boolean);
         if (kind === "network") ids.push(...sh(["docker", "network", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`]).out.split("\n").filter(Boolean));
         if (kind === "volume") ids.push(...sh(["docker", "volume", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`]).out.split("\n").filter(Boolean));
-        if (ids.length) sh(["docker", kind, "rm", "-f", ...new Set(ids)].filter((a) => !(kind === "network" && a === "-f")));
+        // `docker network rm` has no -f; containers and volumes need it.
+        if (ids.length) sh(["docker", kind, "rm", ...(kind === "network" ? [] : ["-f"]), ...new Set(ids)]);
     }
     rmSync(path.join(WORK, `${stack}.state.json`), { force: true });
 }
