@@ -70,7 +70,7 @@ function freePort(): Promise<number> {
 }
 
 /** A stand-in Kong node serving /status on `port`, as a container of the cluster would. */
-async function startNode(t: { db: DbTarget; password: string }, version: string): Promise<{ port: number; proc: ChildProcess }> {
+async function startNode(t: { db: DbTarget; password: string }, version: string, env: Record<string, string> = {}): Promise<{ port: number; proc: ChildProcess }> {
     const port = await freePort();
     const prefix = mkdtempSync(path.join(os.tmpdir(), "kong-prefix-"));
     const proc = spawn(STANDIN, ["start"], {
@@ -78,6 +78,7 @@ async function startNode(t: { db: DbTarget; password: string }, version: string)
             ...process.env, KONG_VERSION: version, KONG_PREFIX: prefix, KONG_PG_HOST: t.db.host, KONG_PG_PORT: String(t.db.port),
             KONG_PG_USER: t.db.user, KONG_PG_PASSWORD: t.password, KONG_PG_DATABASE: t.db.database,
             KONG_STATUS_LISTEN: `127.0.0.1:${port}`, KONG_ADMIN_LISTEN: `127.0.0.1:${port + 1}`, KONG_PROXY_LISTEN: `127.0.0.1:${port + 2}`,
+            KONG_CLUSTER_LISTEN: `127.0.0.1:${port + 3}`, ...env,
         },
         stdio: "ignore",
     });
@@ -411,6 +412,35 @@ describe("snapshot and restore", () => {
         const r = ok(await runStep({ step: "restore", db: t.db, strategy: "rename", prefix: PREFIX(t.db), dump }, { ...t, env }));
         assert.equal(r.snapshot, snap.snapshot);
         assert.equal(await contents(t.db, t.password), original);
+    });
+});
+
+describe("Kong stand-in, hybrid mode", () => {
+    it("a control plane hands configuration to an older data plane and refuses a newer one (kong-facts §7)", async () => {
+        const t = await bootstrapped("cpcompat", "3.5.0");
+        await writeEntities(t.db, t.password, 2);
+        const node = await startNode(t, "3.5.0", { KONG_ROLE: "control_plane" });
+        try {
+            const config = async (dp: string) => {
+                for (let i = 0; ; i++) {
+                    try {
+                        const r = await fetch(`http://127.0.0.1:${node.port + 3}/v1/config?version=${dp}`);
+                        return { status: r.status, body: await r.json() as { message?: string; routes?: Array<{ name: string }> } };
+                    } catch (e) {
+                        if (i > 60) throw e;
+                        await new Promise((r) => setTimeout(r, 250));
+                    }
+                }
+            };
+            const older = await config("3.4.3");
+            assert.equal(older.status, 200);
+            assert.deepEqual(older.body.routes?.map((r) => r.name).sort(), ["route-svc-1", "route-svc-2"]);
+            const newer = await config("3.6.1");
+            assert.equal(newer.status, 426);
+            assert.equal(newer.body.message, "data plane version 3.6.1 is incompatible with older control plane version 3.5.0");
+        } finally {
+            node.proc.kill("SIGQUIT");
+        }
     });
 });
 
