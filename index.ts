@@ -1,14 +1,14 @@
 // kong-upgrade: Kong Gateway's in-place upgrade as a Pulumi program.
 // Read the configuration, validate it (nothing is created when it is wrong), compose, export.
 import * as pulumi from "@pulumi/pulumi";
-import { readSettings } from "./components/config";
+import { ROOT_KEYS, readSettings } from "./components/config";
 import { KongDeployment } from "./components/deployment";
 import { formatRunbook } from "./components/plan";
 import { parseStepResult } from "./steps/lib/log";
 
 const project = pulumi.getProject();
 const config = new pulumi.Config();
-const known = ["kong", "upgrade", "database"];
+const known: readonly string[] = ROOT_KEYS;
 const otherKeys = Object.keys(pulumi.runtime.allConfig())
     .filter((k) => k.startsWith(`${project}:`))
     .map((k) => k.slice(project.length + 1))
@@ -18,6 +18,7 @@ const settings = readSettings({
     kong: config.getObject<unknown>("kong"),
     upgrade: config.getObject<unknown>("upgrade"),
     database: config.getObject<unknown>("database"),
+    docker: config.getObject<unknown>("docker"),
     otherKeys,
 }, pulumi.getStack());
 
@@ -34,6 +35,8 @@ export const mode = kong.runbook.mode;
 export const servingVersion = settings.upgrade && !settings.upgrade.rollback ? settings.upgrade.to.text : settings.kong.version.text;
 /** Docker container names of the serving cluster's nodes. */
 export const nodes = pulumi.all(kong.serving.nodes.map((n) => n.name));
+/** With docker.hosts: the Docker host of each node of the serving version (and of each data plane). */
+export const placement = kong.placement;
 /** The snapshot this run took (upgrade) or restored (rollback): name, size, time, versions. */
 export const snapshot = kong.snapshot ? pulumi.unsecret(kong.snapshot).apply(describeSnapshot) : undefined;
 

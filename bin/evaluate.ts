@@ -17,6 +17,8 @@ export interface Registration {
     secretInputs: string[];
     /** URNs of every direct dependency: dependsOn plus inputs from other resources. */
     deps: string[];
+    /** The explicit provider reference (`urn::id`), "" for the default provider. */
+    provider: string;
     retainOnDelete: boolean;
     protect: boolean;
     ignoreChanges: string[];
@@ -33,6 +35,8 @@ export interface EvaluateOptions {
     config: Record<string, string>;
     secretKeys: string[];
     preview: boolean;
+    /** Tests only: show secret inputs as {"[secret]": value} instead of "[secret]". */
+    revealSecrets?: boolean;
     /**
      * What registering a resource does. Default: nothing, the inputs become the state (a plan).
      * The rehearsal passes one that performs the resource's real effect.
@@ -44,14 +48,14 @@ const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /** Replaces Pulumi's serialised secrets and unknowns by readable markers; reports secret paths. */
-function readable(value: unknown, secret: { found: boolean }): unknown {
+function readable(value: unknown, secret: { found: boolean; reveal?: boolean }): unknown {
     if (value === UNKNOWN) return "[unknown]";
     if (Array.isArray(value)) return value.map((v) => readable(v, secret));
     if (value && typeof value === "object") {
         const o = value as Record<string, unknown>;
         if (o[SECRET_SIG] === "1b47061264138c4ac30d75fd1eb44270") {
             secret.found = true;
-            return "[secret]";
+            return secret.reveal ? { "[secret]": readable(o.value, secret) } : "[secret]";
         }
         return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, readable(v, secret)]));
     }
@@ -65,6 +69,7 @@ interface RegisterRequest {
     getCustom(): boolean;
     getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
     getDependenciesList(): string[];
+    getProvider(): string;
     getRetainondelete(): boolean;
     getProtect(): boolean;
     getIgnorechangesList(): string[];
@@ -111,14 +116,14 @@ export async function evaluateProgram(opts: EvaluateOptions): Promise<Evaluation
         const secretInputs: string[] = [];
         const raw = req.getObject()?.toJavaScript() ?? {};
         const inputs = Object.fromEntries(Object.entries(raw).map(([k, v]) => {
-            const s = { found: false };
+            const s = { found: false, reveal: opts.revealSecrets };
             const r = readable(v, s);
             if (s.found) secretInputs.push(k);
             return [k, r];
         }));
         const registration: Registration = {
             type: req.getType(), name: req.getName(), urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
-            parent: req.getParent(), custom: req.getCustom(), inputs, secretInputs, deps: req.getDependenciesList(),
+            parent: req.getParent(), custom: req.getCustom(), inputs, secretInputs, deps: req.getDependenciesList(), provider: req.getProvider(),
             retainOnDelete: req.getRetainondelete(), protect: req.getProtect(), ignoreChanges: req.getIgnorechangesList(),
             additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
         };

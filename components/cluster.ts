@@ -7,17 +7,30 @@ import { KongVersion } from "./versions";
 /** Network alias every control plane carries: data planes of any version reach the one serving. */
 export const CONTROL_PLANE_ALIAS = "kong-control-plane";
 
+/** Where a node runs: its Docker host's provider, the stack's network there, the version's image there. */
+export interface NodeHost {
+    /** Undefined: the default Docker provider (no docker.hosts configured). */
+    provider?: docker.Provider;
+    /** The stack's network on that host (shared with the embedded database on a single host). */
+    networkName: pulumi.Input<string>;
+    /** Image id of `<kong.image>:<version>` on that host, so the image is present before the node. */
+    imageId: pulumi.Input<string>;
+}
+
 export interface KongClusterArgs {
     /** The version every node runs; its image tag. */
     version: KongVersion;
-    /** Image id of `<kong.image>:<version>`, so the image is present before the nodes. */
-    imageId: pulumi.Input<string>;
     /** Validated Kong settings: nodes, ports, plugins, drain time (see config.ts for defaults). */
     kong: KongSettings;
     /** KONG_* environment of every node (secrets as secret Outputs). */
     env: pulumi.Input<pulumi.Input<string>[]>;
-    /** Docker network shared with the database. */
-    networkName: pulumi.Input<string>;
+    /** Where node `index` runs (placement.ts decides; the same for every version). */
+    hostOf: (index: number) => NodeHost;
+    /**
+     * Hybrid on several hosts: control planes publish their cluster listener (8005) for data
+     * planes on other hosts. Default false: data planes reach them on the shared network.
+     */
+    publishClusterPort?: boolean;
     stack: string;
     /** Steps every node waits for (a component's dependsOn does not reach its children's creation). */
     after: pulumi.Resource[];
@@ -29,12 +42,13 @@ type Port = { internal: number; external: number; ip: string };
 export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "after">, i: number, kind: NodeKind,
     ports: Port[], after: pulumi.Resource[], aliases: string[] = []): docker.Container {
     const k = args.kong;
+    const host = args.hostOf(i);
     return new docker.Container(names.node(args.version, i, kind), {
         name: names.container(args.stack, args.version, i, kind),
         hostname: names.node(args.version, i, kind),
-        image: args.imageId,
+        image: host.imageId,
         envs: args.env,
-        networksAdvanced: [aliases.length > 0 ? { name: args.networkName, aliases } : { name: args.networkName }],
+        networksAdvanced: [aliases.length > 0 ? { name: host.networkName, aliases } : { name: host.networkName }],
         ports,
         // `kong health` is the official image's own check; verify and ready go deeper.
         healthcheck: { tests: ["CMD", "kong", "health"], interval: "2s", timeout: "10s", retries: 60, startPeriod: "2s" },
@@ -49,7 +63,7 @@ export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "a
             { label: "kong-upgrade.version", value: args.version.text },
             { label: "kong-upgrade.role", value: kind === "dp" ? "data-plane" : "node" },
         ],
-    }, { parent, dependsOn: after });
+    }, { parent, dependsOn: after, provider: host.provider });
 }
 
 /**
@@ -71,6 +85,7 @@ export class KongCluster extends pulumi.ComponentResource {
                 ...(hybrid ? [] : [{ internal: 8000, external: p.proxy, ip: k.proxyAddress }]),
                 { internal: 8001, external: p.admin, ip: k.adminAddress },
                 { internal: 8100, external: p.status, ip: k.adminAddress },
+                ...(args.publishClusterPort ? [{ internal: 8005, external: p.cluster, ip: k.proxyAddress }] : []),
             ];
             return kongNode(this, args, i, hybrid ? "cp" : "node", ports, args.after, hybrid ? [CONTROL_PLANE_ALIAS] : []);
         });

@@ -1,4 +1,4 @@
-// The configuration contract (`kong-upgrade:kong`, `:upgrade`, `:database`) and its validation.
+// The configuration contract (`kong-upgrade:kong`, `:upgrade`, `:database`, `:docker`) and its validation.
 // Pure: takes the parsed JSON of each key, returns typed settings with defaults applied, or throws
 // a ConfigError naming every problem and what to change. Runs before any resource exists, so a
 // wrong request fails `pulumi preview` and changes nothing.
@@ -25,6 +25,11 @@ export interface KongPorts {
     dpProxy: number;
     /** Hybrid only: host port of data plane 0's Status API. Default 9100. */
     dpStatus: number;
+    /**
+     * Hybrid on several Docker hosts only: host port of control plane 0's cluster listener (8005),
+     * which data planes on other hosts connect to. Default 8005.
+     */
+    cluster: number;
 }
 
 export type KongRole = "traditional" | "hybrid";
@@ -58,6 +63,11 @@ export interface KongSettings {
     lockTimeoutSeconds: number;
     /** Seconds a node may take to become healthy. Default 120. */
     healthTimeoutSeconds: number;
+    /**
+     * Hybrid on several Docker hosts: `host:port` data planes connect to (a load balancer in front
+     * of the control planes). Default: control plane 0's host address and cluster port.
+     */
+    clusterControlPlane?: string;
     /** Optional path requested through each node's proxy by verify, expecting a non-5xx answer. */
     smokePath?: string;
     /** The Enterprise license (secret); set means KONG_LICENSE_DATA is passed. */
@@ -124,12 +134,43 @@ export interface DatabaseSettings {
     adminPassword: string;
 }
 
+/** One Docker host of `docker.hosts`. */
+export interface DockerHost {
+    /** Stable name, used in resource names and placement. Default: derived from the endpoint. */
+    name: string;
+    /** `unix://…`, `tcp://host:port` (TLS: `certPath` required) or `ssh://user@host`. */
+    endpoint: string;
+    /** tcp:// only: folder holding ca.pem, cert.pem and key.pem (Docker's DOCKER_CERT_PATH layout). */
+    certPath?: string;
+    /**
+     * Address at which the machine running Pulumi, and containers on the other hosts, reach the
+     * ports this host publishes. Default: the endpoint's host name; 127.0.0.1 for unix://.
+     */
+    address: string;
+    /**
+     * The lowest node index this host takes. Default 0. When adding a host to a running cluster,
+     * set it to the current kong.nodes: no existing node moves, new nodes go to the new host.
+     */
+    firstNode: number;
+    /** The same for data planes (hybrid). Default 0. */
+    firstDataPlane: number;
+}
+
+export interface DockerSettings {
+    /**
+     * Docker hosts in the order they joined. Empty (the default): one host, the Docker CLI's and
+     * provider's own default (DOCKER_HOST, else the local socket), exactly as without this key.
+     */
+    hosts: DockerHost[];
+}
+
 export interface Settings {
     stack: string;
     kong: KongSettings;
     upgrade?: UpgradeSettings;
     database: DatabaseSettings;
-    /** The Docker network the cluster and the embedded database share. */
+    docker: DockerSettings;
+    /** The Docker network the cluster and the embedded database share (one per host, same name). */
     network: string;
 }
 
@@ -138,6 +179,7 @@ export interface RawConfig {
     kong?: unknown;
     upgrade?: unknown;
     database?: unknown;
+    docker?: unknown;
     /** Every other key set under the project's namespace (they are all mistakes). */
     otherKeys?: string[];
 }
@@ -146,12 +188,15 @@ export const EMBEDDED_DATABASE_ALIAS = "kong-database";
 
 const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "ports", "adminAddress", "proxyAddress",
     "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license", "role", "dataPlanes",
-    "clusterCert", "clusterCertKey"] as const;
-const PORT_KEYS = ["proxy", "admin", "status", "stride", "dpProxy", "dpStatus"] as const;
+    "clusterCert", "clusterCertKey", "clusterControlPlane"] as const;
+const PORT_KEYS = ["proxy", "admin", "status", "stride", "dpProxy", "dpStatus", "cluster"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
     "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
     "schema", "image", "adminPassword"] as const;
+const DOCKER_KEYS = ["hosts"] as const;
+const HOST_KEYS = ["name", "host", "certPath", "address", "firstNode", "firstDataPlane"] as const;
+export const ROOT_KEYS = ["kong", "upgrade", "database", "docker"] as const;
 
 type Obj = Record<string, unknown>;
 
@@ -270,8 +315,8 @@ const IDENTIFIER_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;
 export function readSettings(raw: RawConfig, stack: string): Settings {
     const problems: string[] = [];
     for (const k of raw.otherKeys ?? []) {
-        const near = ["kong", "upgrade", "database"].find((c) => closeEnough(c, k));
-        problems.push(`unknown key kong-upgrade:${k}` + (near ? ` (did you mean kong-upgrade:${near}?)` : "; known keys: kong, upgrade, database"));
+        const near = ROOT_KEYS.find((c) => closeEnough(c, k));
+        problems.push(`unknown key kong-upgrade:${k}` + (near ? ` (did you mean kong-upgrade:${near}?)` : `; known keys: ${ROOT_KEYS.join(", ")}`));
     }
 
     const kongObj = rootObject(problems, "kong", raw.kong, true)!;
@@ -289,11 +334,12 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         stride: p.integer("stride", 10, 1, 1000),
         dpProxy: p.integer("dpProxy", 9000, 1, 65535),
         dpStatus: p.integer("dpStatus", 9100, 1, 65535),
+        cluster: p.integer("cluster", 8005, 1, 65535),
     };
     const role = k.oneOf("role", ["traditional", "hybrid"] as const, "traditional");
     const nodes = k.integer("nodes", role === "hybrid" ? 1 : 2, 1, 64);
     const dataPlanes = role === "hybrid" ? k.integer("dataPlanes", 2, 1, 64) : 0;
-    for (const key of ["dataPlanes", "clusterCert", "clusterCertKey"]) {
+    for (const key of ["dataPlanes", "clusterCert", "clusterCertKey", "clusterControlPlane"]) {
         if (role !== "hybrid" && kongObj[key] !== undefined) problems.push(`kong.${key} only applies to kong.role: hybrid`);
     }
     if ((kongObj.clusterCert === undefined) !== (kongObj.clusterCertKey === undefined)) {
@@ -328,6 +374,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         drainSeconds: k.integer("drainSeconds", 30, 0, 3600),
         lockTimeoutSeconds: k.integer("lockTimeoutSeconds", 600, 1, 86400),
         healthTimeoutSeconds: k.integer("healthTimeoutSeconds", 120, 5, 3600),
+        clusterControlPlane: k.string("clusterControlPlane"),
         smokePath: k.string("smokePath"),
         license: k.string("license"),
     };
@@ -337,7 +384,6 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
     if (kong.smokePath !== undefined && !kong.smokePath.startsWith("/")) {
         problems.push(`kong.smokePath must start with "/", not "${kong.smokePath}"`);
     }
-    problems.push(...portProblems(ports, nodes, dataPlanes));
 
     const dbObj = rootObject(problems, "database", raw.database, false) ?? {};
     const d = new Reader(problems, "database", dbObj);
@@ -437,16 +483,163 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         }
     }
 
+    const docker = readDocker(problems, raw.docker);
+    const severalHosts = docker.hosts.length > 1;
+    problems.push(...portProblems(ports, nodes, dataPlanes, role === "hybrid" && severalHosts ? nodes : 0));
+    problems.push(...hostProblems(docker, kong, database, upgrade));
+
     if (problems.length > 0) throw new ConfigError(problems);
-    return { stack, kong, upgrade, database, network: `kong-upgrade-${stack}` };
+    return { stack, kong, upgrade, database, docker, network: `kong-upgrade-${stack}` };
+}
+
+const HOST_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,30}$/;
+const HOSTNAME_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
+
+/** Whether an address is this machine's loopback, which no other machine or container reaches. */
+export function isLoopback(address: string): boolean {
+    return /^(localhost|127\.|::1$|\[::1\]$)/.test(address);
+}
+
+/** Whether an address means every interface of the host. */
+export function isWildcard(address: string): boolean {
+    return address === "0.0.0.0" || address === "::";
+}
+
+/** The parts of a Docker endpoint that matter here; undefined when it is not one we support. */
+export function parseDockerEndpoint(endpoint: string): { scheme: "unix" | "tcp" | "ssh"; host: string; rest: string } | undefined {
+    const m = /^(unix|tcp|ssh):\/\/(.+)$/.exec(endpoint);
+    if (!m) return undefined;
+    const scheme = m[1] as "unix" | "tcp" | "ssh";
+    if (scheme === "unix") return m[2].startsWith("/") ? { scheme, host: "", rest: m[2] } : undefined;
+    // [user@]host[:port][/path]
+    const hm = /^(?:[^@/]+@)?(\[[0-9A-Fa-f:]+\]|[^:/]+)(?::(\d+))?(\/.*)?$/.exec(m[2]);
+    if (!hm) return undefined;
+    return { scheme, host: hm[1].replace(/^\[|\]$/g, ""), rest: m[2] };
+}
+
+/** A host's default name: the socket file's or machine's name, in the characters names allow. */
+function defaultHostName(endpoint: string): string {
+    const e = parseDockerEndpoint(endpoint);
+    const base = !e ? "host" : e.scheme === "unix" ? (e.rest.split("/").pop() ?? "").replace(/\.sock$/, "") : e.host;
+    const name = base.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 31);
+    return name === "" || name === "docker" ? "local" : name;
+}
+
+function readDocker(problems: string[], raw: unknown): DockerSettings {
+    const obj = rootObject(problems, "docker", raw, false);
+    if (!obj) return { hosts: [] };
+    new Reader(problems, "docker", obj).unknownKeys(DOCKER_KEYS);
+    const list = obj.hosts;
+    if (list === undefined || list === null) return { hosts: [] };
+    if (!Array.isArray(list) || list.length === 0 || list.length > 32) {
+        problems.push(`docker.hosts must be a list of 1 to 32 Docker endpoints (unix://, tcp:// with TLS, ssh://), e.g. ["unix:///var/run/docker.sock", "ssh://ops@edge-b"]`);
+        return { hosts: [] };
+    }
+    const hosts: DockerHost[] = [];
+    list.forEach((entry: unknown, i) => {
+        const at = `docker.hosts[${i}]`;
+        const h = new Reader(problems, at, typeof entry === "string" ? { host: entry } : isObject(entry) ? entry : {});
+        if (typeof entry !== "string" && !isObject(entry)) {
+            problems.push(`${at} must be an endpoint string or an object with host, name, certPath, address, firstNode, firstDataPlane`);
+            return;
+        }
+        h.unknownKeys(HOST_KEYS);
+        const endpoint = h.string("host");
+        if (endpoint === undefined) {
+            problems.push(`${at}.host is required: the Docker endpoint, e.g. "unix:///var/run/docker.sock", "tcp://10.0.0.6:2376" or "ssh://ops@edge-b"`);
+            return;
+        }
+        const parsed = parseDockerEndpoint(endpoint);
+        if (!parsed) {
+            problems.push(`${at}.host "${endpoint}" is not a Docker endpoint this program supports: use unix:///path/to/docker.sock, tcp://host:port (with certPath) or ssh://user@host`);
+            return;
+        }
+        const certPath = h.string("certPath");
+        if (parsed.scheme === "tcp" && certPath === undefined) {
+            problems.push(`${at}.host "${endpoint}" is a TCP endpoint without TLS, which hands root on that machine to anyone on the network: ` +
+                `set ${at}.certPath to a folder with ca.pem, cert.pem and key.pem, or use ssh://`);
+        }
+        if (parsed.scheme !== "tcp" && certPath !== undefined) problems.push(`${at}.certPath only applies to tcp:// endpoints; remove it`);
+        const address = h.string("address", parsed.scheme === "unix" ? "127.0.0.1" : parsed.host)!;
+        if (!ADDRESS_PATTERN.test(address) && !HOSTNAME_PATTERN.test(address)) {
+            problems.push(`${at}.address "${address}" must be an IP address or a host name`);
+        }
+        const name = h.string("name", defaultHostName(endpoint))!;
+        if (!HOST_NAME_PATTERN.test(name)) {
+            problems.push(`${at}.name "${name}" must be lower-case letters, digits and "-", at most 31 characters (it is part of resource names)`);
+        }
+        hosts.push({
+            name, endpoint, certPath, address,
+            firstNode: h.integer("firstNode", 0, 0, 64),
+            firstDataPlane: h.integer("firstDataPlane", 0, 0, 64),
+        });
+    });
+    const seen = new Map<string, number>();
+    hosts.forEach((h, i) => {
+        const before = seen.get(h.name);
+        if (before !== undefined) {
+            problems.push(`docker.hosts[${before}] and docker.hosts[${i}] are both named "${h.name}": give each a distinct name (its resources are named after it)`);
+        }
+        seen.set(h.name, i);
+        const same = hosts.findIndex((o) => o.endpoint === h.endpoint);
+        if (same < i) problems.push(`docker.hosts[${i}] repeats the endpoint of docker.hosts[${same}] (${h.endpoint})`);
+    });
+    return { hosts };
+}
+
+/** What several Docker hosts, or a host other than this machine, require of the rest of the configuration. */
+function hostProblems(docker: DockerSettings, kong: KongSettings, database: DatabaseSettings, upgrade: UpgradeSettings | undefined): string[] {
+    const hosts = docker.hosts;
+    if (hosts.length === 0) return [];
+    const problems: string[] = [];
+    if (!hosts.some((h) => h.firstNode === 0)) {
+        problems.push(`no Docker host takes node 0: set firstNode: 0 on the host the cluster started on (firstNode is the lowest node index a host takes)`);
+    }
+    if (kong.role === "hybrid" && !hosts.some((h) => h.firstDataPlane === 0)) {
+        problems.push(`no Docker host takes data plane 0: set firstDataPlane: 0 on one host`);
+    }
+    if (database.mode === "embedded") {
+        if (hosts.length > 1) {
+            problems.push(`docker.hosts lists ${hosts.length} hosts, and Kong nodes on several hosts need a database every host reaches: ` +
+                `set database.mode to external with database.host (and database.containerHost if the containers see it at another address)`);
+        } else if (!hosts[0].endpoint.startsWith("unix://")) {
+            problems.push(`the embedded database publishes on 127.0.0.1 of its Docker host, which the step programs cannot reach on ${hosts[0].endpoint}: ` +
+                `use a unix:// host on this machine, or database.mode external`);
+        }
+    }
+    if (isLoopback(kong.adminAddress)) {
+        for (const [i, h] of hosts.entries()) {
+            if (!isLoopback(h.address)) {
+                problems.push(`kong.adminAddress ${kong.adminAddress} publishes the Admin and Status APIs on each host's loopback, which the step programs ` +
+                    `cannot reach on docker.hosts[${i}] (${h.address}): set kong.adminAddress to "0.0.0.0" (and keep those ports behind a firewall)`);
+            }
+        }
+    }
+    const tools = hosts[0];
+    if (upgrade && (upgrade.snapshotStrategy === "dump" || upgrade.declarativeExport) && !tools.endpoint.startsWith("unix://")) {
+        problems.push(`upgrade.${upgrade.snapshotStrategy === "dump" ? "snapshotStrategy dump" : "declarativeExport"} writes into upgrade.dumpDirectory through a bind mount on ` +
+            `docker.hosts[0], which runs one-off containers; ${tools.endpoint} is not this machine: list a unix:// host first, or use snapshotStrategy template`);
+    }
+    if (kong.role === "hybrid" && hosts.length > 1 && kong.clusterControlPlane === undefined) {
+        const cp0 = hosts.find((h) => h.firstNode === 0);
+        if (cp0 && isLoopback(cp0.address)) {
+            problems.push(`data planes on other hosts reach control plane 0 at its host's address, and docker.hosts "${cp0.name}" has the loopback ` +
+                `address ${cp0.address}: set its address to one the other hosts reach, or set kong.clusterControlPlane to host:port of a load balancer`);
+        }
+    }
+    if (kong.clusterControlPlane !== undefined && !/^[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(kong.clusterControlPlane)) {
+        problems.push(`kong.clusterControlPlane must be host:port, e.g. "cp.internal:8005", not "${kong.clusterControlPlane}"`);
+    }
+    return problems;
 }
 
 /** Every host port of every node (and data plane) must be distinct. */
-export function portProblems(ports: KongPorts, nodes: number, dataPlanes = 0): string[] {
+export function portProblems(ports: KongPorts, nodes: number, dataPlanes = 0, clusterListeners = 0): string[] {
     const seen = new Map<number, string>();
     const problems: string[] = [];
-    const published: Array<[number, "proxy" | "admin" | "status" | "dpProxy" | "dpStatus", string]> = [];
+    const published: Array<[number, Exclude<keyof KongPorts, "stride">, string]> = [];
     for (let i = 0; i < nodes; i++) for (const kind of ["proxy", "admin", "status"] as const) published.push([i, kind, `node ${i} ${kind}`]);
+    for (let i = 0; i < clusterListeners; i++) published.push([i, "cluster", `control plane ${i} cluster listener`]);
     for (let i = 0; i < dataPlanes; i++) for (const kind of ["dpProxy", "dpStatus"] as const) published.push([i, kind, `data plane ${i} ${kind}`]);
     for (const [i, kind, who] of published) {
         const port = ports[kind] + i * ports.stride;
@@ -468,10 +661,11 @@ export function dataPlanePorts(ports: KongPorts, index: number): { proxy: number
 }
 
 /** Host ports of node `index`. */
-export function nodePorts(ports: KongPorts, index: number): { proxy: number; admin: number; status: number } {
+export function nodePorts(ports: KongPorts, index: number): { proxy: number; admin: number; status: number; cluster: number } {
     return {
         proxy: ports.proxy + index * ports.stride,
         admin: ports.admin + index * ports.stride,
         status: ports.status + index * ports.stride,
+        cluster: ports.cluster + index * ports.stride,
     };
 }

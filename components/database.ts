@@ -14,6 +14,8 @@ export interface SharedDatabaseArgs {
     networkName: pulumi.Input<string>;
     /** Stack name, used in container and volume names. */
     stack: string;
+    /** The Docker provider of the host it runs on. Default: the default provider. */
+    provider?: docker.Provider;
 }
 
 /**
@@ -34,9 +36,10 @@ export class SharedDatabase extends pulumi.ComponentResource {
             this.registerOutputs({});
             return;
         }
-        const image = new docker.RemoteImage(`${name}-image`, { name: s.image, keepLocally: true }, { parent: this });
+        const on = { parent: this, provider: args.provider };
+        const image = new docker.RemoteImage(`${name}-image`, { name: s.image, keepLocally: true }, on);
         const volume = new docker.Volume(`${name}-data`, { name: `kong-upgrade-${args.stack}-pgdata` },
-            { parent: this, retainOnDelete: true });
+            { ...on, retainOnDelete: true });
         const server = new docker.Container(`${name}-server`, {
             name: `${args.stack}-kong-database`,
             image: image.imageId,
@@ -54,7 +57,7 @@ export class SharedDatabase extends pulumi.ComponentResource {
             restart: "unless-stopped",
             destroyGraceSeconds: 30,
             labels: [{ label: "kong-upgrade.stack", value: args.stack }, { label: "kong-upgrade.role", value: "database" }],
-        }, { parent: this });
+        }, on);
         const provider = new postgresql.Provider(`${name}-provider`, {
             host: "127.0.0.1",
             port: s.port,

@@ -1,15 +1,29 @@
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { CONTROL_PLANE_ALIAS, KongCluster, KongDataPlanes } from "./cluster";
-import { ConfigError, Settings, dataPlanePorts, nodePorts } from "./config";
+import { CONTROL_PLANE_ALIAS, KongCluster, KongDataPlanes, NodeHost } from "./cluster";
+import { ConfigError, DockerHost, Settings, dataPlanePorts, isWildcard, nodePorts } from "./config";
 import { SharedDatabase } from "./database";
+import { placement, toolsHost } from "./placement";
 import { NodeKind, PlannedStep, Runbook, clusterNodeKind, dataPlaneOrderProblems, imagesNeeded, names, planRunbook } from "./plan";
 import { stepCommand } from "./step";
 import { KongVersion } from "./versions";
 import { kongEnv } from "../steps/lib/kong";
 import { parseStepResult } from "../steps/lib/log";
-import { ClusterRef, DbTarget, KongRun, SECRET_ENV } from "../steps/lib/spec";
+import { ClusterRef, DbTarget, DockerEndpoint, KongRun, SECRET_ENV } from "../steps/lib/spec";
+
+/** One Docker host's share of the stack: its provider, the stack's network there, the images pulled there. */
+interface HostResources {
+    /** Undefined: the default host (no docker.hosts). */
+    host?: DockerHost;
+    provider?: docker.Provider;
+    network: docker.Network;
+    images: Map<string, docker.RemoteImage>;
+}
+
+function endpoint(h: DockerHost): DockerEndpoint {
+    return { host: h.endpoint, certPath: h.certPath };
+}
 
 export interface KongDeploymentArgs {
     /** Validated settings (config.ts): what runs now, what to upgrade to, where the database is. */
@@ -41,11 +55,13 @@ export class KongDeployment extends pulumi.ComponentResource {
     public readonly serving: KongCluster;
     /** Result of the snapshot step (upgrade) or restore step (rollback), as JSON. */
     public readonly snapshot?: pulumi.Output<string>;
+    /** With docker.hosts: container name → host name of every node the run ends with; else undefined. */
+    public readonly placement?: Record<string, string>;
 
     private readonly s: Settings;
     private readonly args: KongDeploymentArgs;
     private readonly done = new Map<string, pulumi.Resource[]>();
-    private readonly images = new Map<string, docker.RemoteImage>();
+    private readonly hosts: HostResources[] = [];
     private readonly dataPlanes = new Map<string, KongDataPlanes>();
     /** Hybrid: the cluster certificate and key, secret. */
     private clusterCert?: pulumi.Output<{ cert: string; key: string }>;
@@ -63,11 +79,20 @@ export class KongDeployment extends pulumi.ComponentResource {
                 this.clusterCert = pulumi.secret({ cert: this.s.kong.clusterCert, key: this.s.kong.clusterCertKey ?? "" });
             }
         }
-        const network = new docker.Network("network", { name: this.s.network, labels: [{ label: "kong-upgrade.stack", value: this.s.stack }] },
-            { parent: this });
+        // One provider per listed host; none listed: the default provider, as a single-host stack always had.
+        for (const host of this.s.docker.hosts.length > 0 ? this.s.docker.hosts : [undefined]) {
+            const provider = host
+                ? new docker.Provider(names.dockerProvider(host.name), { host: host.endpoint, certPath: host.certPath }, { parent: this })
+                : undefined;
+            const network = new docker.Network(names.network(host?.name), {
+                name: this.s.network, labels: [{ label: "kong-upgrade.stack", value: this.s.stack }],
+            }, { parent: this, provider });
+            this.hosts.push({ host, provider, network, images: new Map() });
+        }
+        // Embedded only on a single host (validated): that host's network and provider.
         const database = new SharedDatabase(names.database, {
             settings: this.s.database, password: args.password, adminPassword: args.adminPassword,
-            networkName: network.name, stack: this.s.stack,
+            networkName: this.hosts[0].network.name, stack: this.s.stack, provider: this.hosts[0].provider,
         }, { parent: this });
 
         let serving: KongCluster | undefined;
@@ -76,21 +101,25 @@ export class KongDeployment extends pulumi.ComponentResource {
             const after = this.after(step);
             switch (step.kind) {
                 case "database":
-                    this.done.set(step.resources[0], [network, ...database.ready]);
+                    this.done.set(step.resources[0], [...this.hosts.map((h) => h.network), ...database.ready]);
                     break;
                 case "images":
                     // Kept locally when no longer declared: a rollback may need the image again.
-                    for (const v of imagesNeeded(this.s)) {
-                        const image = new docker.RemoteImage(names.image(v), { name: this.imageRef(v), keepLocally: true }, { parent: this });
-                        this.images.set(v.text, image);
-                        this.done.set(names.image(v), [image]);
+                    for (const h of this.hosts) {
+                        for (const v of imagesNeeded(this.s)) {
+                            const name = names.image(v, h.host?.name);
+                            const image = new docker.RemoteImage(name, { name: this.imageRef(v), keepLocally: true }, { parent: this, provider: h.provider });
+                            h.images.set(v.text, image);
+                            this.done.set(name, [image]);
+                        }
                     }
                     break;
                 case "nodes": {
                     const v = step.version!;
+                    const kind = clusterNodeKind(this.s);
                     serving = new KongCluster(names.cluster(v), {
-                        version: v, imageId: this.images.get(v.text)!.imageId, kong: this.s.kong,
-                        env: this.nodeEnv(clusterNodeKind(this.s)), networkName: network.name, stack: this.s.stack, after,
+                        version: v, kong: this.s.kong, env: this.nodeEnv(kind), hostOf: (i) => this.nodeHost(v, kind, i),
+                        publishClusterPort: kind === "cp" && this.s.docker.hosts.length > 1, stack: this.s.stack, after,
                     }, { parent: this });
                     serving.nodes.forEach((node, i) => this.done.set(step.resources[i], [node]));
                     break;
@@ -100,8 +129,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     let planes = this.dataPlanes.get(v.text);
                     if (!planes) {
                         planes = new KongDataPlanes(names.dataPlanes(v), {
-                            version: v, imageId: this.images.get(v.text)!.imageId, kong: this.s.kong, env: this.nodeEnv("dp"),
-                            networkName: network.name, stack: this.s.stack,
+                            version: v, kong: this.s.kong, env: this.nodeEnv("dp"), hostOf: (i) => this.nodeHost(v, "dp", i), stack: this.s.stack,
                         }, { parent: this });
                         this.dataPlanes.set(v.text, planes);
                     }
@@ -121,6 +149,7 @@ export class KongDeployment extends pulumi.ComponentResource {
         }
         this.serving = serving!;
         this.snapshot = snapshot;
+        this.placement = this.describePlacement();
         this.registerOutputs({});
     }
 
@@ -130,6 +159,36 @@ export class KongDeployment extends pulumi.ComponentResource {
             if (!got) throw new Error(`internal: step ${step.resources[0]} planned after ${r}, which was not built`);
             return got;
         });
+    }
+
+    private describePlacement(): Record<string, string> | undefined {
+        if (this.s.docker.hosts.length === 0) return undefined;
+        const u = this.s.upgrade;
+        const v = u && !u.rollback ? u.to : this.s.kong.version;
+        const out: Record<string, string> = {};
+        const kinds: NodeKind[] = this.s.kong.role === "hybrid" ? ["cp", "dp"] : ["node"];
+        for (const kind of kinds) {
+            placement(this.s, kind).forEach((h, i) => { out[names.container(this.s.stack, v, i, kind)] = h.name; });
+        }
+        return out;
+    }
+
+    /** The host resources of node `i` of `kind`, as placement.ts places it. */
+    private hostResources(kind: NodeKind, i: number): HostResources {
+        const placed = placement(this.s, kind)[i];
+        return placed ? this.hosts.find((h) => h.host?.name === placed.name)! : this.hosts[0];
+    }
+
+    private nodeHost(v: KongVersion, kind: NodeKind, i: number): NodeHost {
+        const h = this.hostResources(kind, i);
+        return { provider: h.provider, networkName: h.network.name, imageId: h.images.get(v.text)!.imageId };
+    }
+
+    /** Where the step programs reach a port published on `address` of node i's host. */
+    private reach(kind: NodeKind, i: number, address: string): string {
+        const host = this.hostResources(kind, i).host;
+        const at = isWildcard(address) ? (host?.address ?? "127.0.0.1") : address;
+        return at.includes(":") ? `[${at}]` : at;
     }
 
     private imageRef(v: KongVersion): string {
@@ -149,34 +208,46 @@ export class KongDeployment extends pulumi.ComponentResource {
             pg: { host: d.containerHost, port: d.containerPort, database: d.name, user: d.user, ssl: d.sslmode !== "disable", schema: d.schema },
             lockTimeoutSeconds: this.s.kong.lockTimeoutSeconds,
             license: this.args.license !== undefined,
+            docker: this.toolsEndpoint(),
         };
+    }
+
+    /** The Docker host one-off containers run on; undefined: the default one. */
+    private toolsEndpoint(): DockerEndpoint | undefined {
+        const tools = toolsHost(this.s);
+        return tools ? endpoint(tools) : undefined;
     }
 
     /** The nodes of version `v` (control planes in hybrid mode), or one data plane when `dataPlane` is given. */
     private clusterRef(v: KongVersion, dataPlane?: number): ClusterRef {
         const k = this.s.kong;
-        const host = (addr: string) => (addr === "0.0.0.0" ? "127.0.0.1" : addr.includes(":") ? `[${addr}]` : addr);
         const kind = clusterNodeKind(this.s);
+        const listed = this.s.docker.hosts;
+        const common = { stack: this.s.stack, version: v.text, ...(listed.length > 0 ? { hosts: listed.map(endpoint) } : {}) };
+        const on = (nodeKind: NodeKind, i: number) => {
+            const h = this.hostResources(nodeKind, i).host;
+            return h ? { docker: endpoint(h) } : {};
+        };
         if (dataPlane !== undefined) {
             const p = dataPlanePorts(k.ports, dataPlane);
             return {
-                stack: this.s.stack, version: v.text,
+                ...common,
                 nodes: [{
-                    container: names.container(this.s.stack, v, dataPlane, "dp"), statusUrl: `http://${host(k.adminAddress)}:${p.status}`,
-                    adminUrl: "", proxyUrl: `http://${host(k.proxyAddress)}:${p.proxy}`,
+                    container: names.container(this.s.stack, v, dataPlane, "dp"), statusUrl: `http://${this.reach("dp", dataPlane, k.adminAddress)}:${p.status}`,
+                    adminUrl: "", proxyUrl: `http://${this.reach("dp", dataPlane, k.proxyAddress)}:${p.proxy}`, ...on("dp", dataPlane),
                 }],
             };
         }
         return {
-            stack: this.s.stack,
-            version: v.text,
+            ...common,
             nodes: Array.from({ length: k.nodes }, (_, i) => {
                 const p = nodePorts(k.ports, i);
                 return {
                     container: names.container(this.s.stack, v, i, kind),
-                    statusUrl: `http://${host(k.adminAddress)}:${p.status}`,
-                    adminUrl: `http://${host(k.adminAddress)}:${p.admin}`,
-                    proxyUrl: `http://${host(k.proxyAddress)}:${p.proxy}`,
+                    statusUrl: `http://${this.reach(kind, i, k.adminAddress)}:${p.status}`,
+                    adminUrl: `http://${this.reach(kind, i, k.adminAddress)}:${p.admin}`,
+                    proxyUrl: `http://${this.reach(kind, i, k.proxyAddress)}:${p.proxy}`,
+                    ...on(kind, i),
                 };
             }),
         };
@@ -213,7 +284,7 @@ export class KongDeployment extends pulumi.ComponentResource {
         const env: Record<string, string> = {
             KONG_ROLE: "data_plane",
             KONG_DATABASE: "off",
-            KONG_CLUSTER_CONTROL_PLANE: `${CONTROL_PLANE_ALIAS}:8005`,
+            KONG_CLUSTER_CONTROL_PLANE: this.controlPlaneAddress(),
             KONG_PROXY_LISTEN: "0.0.0.0:8000",
             KONG_STATUS_LISTEN: "0.0.0.0:8100",
             KONG_PROXY_ACCESS_LOG: "/dev/stdout",
@@ -224,6 +295,20 @@ export class KongDeployment extends pulumi.ComponentResource {
         const secret = this.certEnv();
         if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
         return pulumi.secret(pulumi.all([...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...secret]));
+    }
+
+    /**
+     * Where data planes find the control plane: the operator's address if given; on one host the
+     * alias every control plane carries; over several hosts, control plane 0's published cluster
+     * port (node 0 of every version lands on the same host with the same port, so the address
+     * stays right through the upgrade).
+     */
+    private controlPlaneAddress(): string {
+        const k = this.s.kong;
+        if (k.clusterControlPlane) return k.clusterControlPlane;
+        if (this.s.docker.hosts.length < 2) return `${CONTROL_PLANE_ALIAS}:8005`;
+        const address = this.hostResources("cp", 0).host!.address;
+        return `${address.includes(":") ? `[${address}]` : address}:${nodePorts(k.ports, 0).cluster}`;
     }
 
     private certEnv(): pulumi.Output<string>[] {
@@ -246,7 +331,8 @@ export class KongDeployment extends pulumi.ComponentResource {
         const name = step.resources[0];
         const secrets = this.secrets();
         const dump = u && u.snapshotStrategy === "dump"
-            ? { image: u.dumpImage, network: s.network, directory: u.dumpDirectory, host: s.database.containerHost, port: s.database.containerPort }
+            ? { image: u.dumpImage, network: s.network, directory: u.dumpDirectory, host: s.database.containerHost, port: s.database.containerPort,
+                docker: this.toolsEndpoint() }
             : undefined;
         switch (step.kind) {
             case "bootstrap":

@@ -2,6 +2,7 @@
 // deletes at the end. Pure: the components build exactly these steps, and `npm run plan` and the
 // `runbook` stack output print them.
 import { Settings } from "./config";
+import { placement } from "./placement";
 import { KongVersion, upgradeChain, versionSlug } from "./versions";
 
 export type Mode = "steady" | "upgrade" | "rollback";
@@ -49,7 +50,12 @@ export const names = {
     stopDataPlane: (v: KongVersion, i: number) => `stop-kong-${versionSlug(v)}-dp-${i}`,
     startDataPlane: (v: KongVersion, i: number) => `start-kong-${versionSlug(v)}-dp-${i}`,
     ready: (v: KongVersion, i: number) => `ready-kong-${versionSlug(v)}-dp-${i}`,
-    image: (v: KongVersion) => `image-kong-${versionSlug(v)}`,
+    /** A version's image; with docker.hosts, one per host. */
+    image: (v: KongVersion, host?: string) => `image-kong-${versionSlug(v)}${host ? `-on-${host}` : ""}`,
+    /** The stack's Docker network; with docker.hosts, one per host (same Docker name). */
+    network: (host?: string) => (host ? `network-${host}` : "network"),
+    /** The Docker provider of one host of docker.hosts. */
+    dockerProvider: (host: string) => `docker-${host}`,
     preflight: (from: KongVersion, to: KongVersion) => `preflight-${versionSlug(from)}-to-${versionSlug(to)}`,
     rollbackPreflight: (from: KongVersion, to: KongVersion) => `preflight-rollback-${versionSlug(to)}-to-${versionSlug(from)}`,
     stop: (v: KongVersion) => `stop-kong-${versionSlug(v)}`,
@@ -83,6 +89,22 @@ export function imagesNeeded(s: Settings): KongVersion[] {
     return [s.kong.version, ...upgradeChain(s.kong.version, u.via, u.to)];
 }
 
+/** Image resources of `versions`: one per version, or one per version and host with docker.hosts. */
+export function imageResources(s: Settings, versions: KongVersion[]): string[] {
+    const hosts = s.docker.hosts;
+    if (hosts.length === 0) return versions.map((v) => names.image(v));
+    return hosts.flatMap((h) => versions.map((v) => names.image(v, h.name)));
+}
+
+/** " (0, 2 on a; 1 on b)": which host runs which node, when there are several hosts to choose from. */
+function where(s: Settings, kind: NodeKind): string {
+    const placed = placement(s, kind);
+    if (s.docker.hosts.length < 2 || placed.length === 0) return "";
+    const by = new Map<string, number[]>();
+    placed.forEach((h, i) => by.set(h.name, [...(by.get(h.name) ?? []), i]));
+    return ` (${[...by].map(([h, is]) => `${is.join(", ")} on ${h}`).join("; ")})`;
+}
+
 /** The runbook of a validated configuration. */
 export function planRunbook(s: Settings): Runbook {
     const x = s.kong.version;
@@ -101,11 +123,15 @@ export function planRunbook(s: Settings): Runbook {
     };
     add({ kind: "database", resources: [names.database], title: `shared database: ${db}` });
     const images = imagesNeeded(s);
-    add({ kind: "images", resources: images.map(names.image),
-        title: `images present before anything stops: ${images.map(image).join(", ")}` }, []);
+    const hosts = s.docker.hosts;
+    const imageNames = imageResources(s, images);
+    add({ kind: "images", resources: imageNames,
+        title: `images present before anything stops: ${images.map(image).join(", ")}` +
+            (hosts.length > 0 ? ` on every Docker host (${hosts.map((h) => h.name).join(", ")})` : "") }, []);
+    // One-off containers (bootstrap, migrations) run on the first host listed.
     add({ kind: "bootstrap", resources: [names.bootstrap],
         title: `kong migrations bootstrap with ${image(x)}, only if \`kong migrations list\` says the database needs it (exit 3)` },
-        [names.database, names.image(x)]);
+        [names.database, names.image(x, hosts[0]?.name)]);
     const certs = hybrid && s.kong.clusterCert === undefined;
     if (certs) {
         add({ kind: "cluster-cert", resources: [names.clusterCert],
@@ -119,8 +145,9 @@ export function planRunbook(s: Settings): Runbook {
                 add({ kind: "stop-data-plane", resources: [names.stopDataPlane(from, i)], version: from, index: i,
                     title: `stop data plane ${i} of ${from.text}; the others keep serving` });
             }
+            const host = hosts.length > 1 ? ` on ${placement(s, "dp")[i].name}` : "";
             add({ kind: "data-plane", resources: [names.node(v, i, "dp")], version: v, index: i,
-                title: `data plane ${i} of ${image(v)} (KONG_ROLE=data_plane, database off), waited on until healthy` });
+                title: `data plane ${i} of ${image(v)}${host} (KONG_ROLE=data_plane, database off), waited on until healthy` });
             if (restart) {
                 add({ kind: "start-data-plane", resources: [names.startDataPlane(v, i)], version: v, index: i,
                     title: `start data plane ${i} of ${v.text} (also one a failed run only stopped)` });
@@ -133,7 +160,7 @@ export function planRunbook(s: Settings): Runbook {
 
     if (!u) {
         add({ kind: "nodes", resources: nodeNames(x, n, kind), version: x,
-            title: `cluster ${x.text}: ${n} ${what} of ${image(x)}, each waited on until healthy` }, cpAfter([names.bootstrap]));
+            title: `cluster ${x.text}: ${n} ${what} of ${image(x)}${where(s, kind)}, each waited on until healthy` }, cpAfter([names.bootstrap]));
         add({ kind: "verify", resources: [names.verify(x)], version: x,
             title: `verify ${x.text}: /status says database.reachable on every ${hybrid ? "control plane" : "node"}, \`kong migrations list\` exits 0` });
         if (hybrid) rollDataPlanes(x, undefined, false);
@@ -146,7 +173,7 @@ export function planRunbook(s: Settings): Runbook {
         const which = u.snapshot ? `snapshot ${u.snapshot}` : `the newest snapshot of ${x.text} → ${y.text}`;
         add({ kind: "preflight", resources: [names.rollbackPreflight(x, y)],
             title: `preflight: ${which} exists, the database answers, no migration holds the lock` },
-        [names.bootstrap, ...images.map(names.image)]);
+        [names.bootstrap, ...imageNames]);
         // Data planes go back first: an older data plane is accepted by a newer control plane.
         if (hybrid) rollDataPlanes(x, y, true);
         add({ kind: "stop", resources: [names.stop(y)], version: y,
@@ -155,7 +182,7 @@ export function planRunbook(s: Settings): Runbook {
             title: `restore ${which} at database level by ${u.restoreStrategy === "rename" ? "renaming it into place" : "template copy"}; ` +
                 `the current database is set aside as ${s.database.name}_failed_<time>, never dropped` });
         add({ kind: "nodes", resources: nodeNames(x, n, kind), version: x,
-            title: `cluster ${x.text}: ${n} ${what} of ${image(x)} declared again` });
+            title: `cluster ${x.text}: ${n} ${what} of ${image(x)}${where(s, kind)} declared again` });
         add({ kind: "start", resources: [names.start(x)], version: x,
             title: `start cluster ${x.text}'s ${what} (also those a failed upgrade only stopped) and wait until healthy` });
         add({ kind: "verify", resources: [names.verify(x)], version: x,
@@ -172,7 +199,7 @@ export function planRunbook(s: Settings): Runbook {
     add({ kind: "preflight", resources: [names.preflight(x, y)],
         title: `preflight: database answers, \`kong migrations list\` with ${image(chain[0])} exits 5 (or 0), ` +
             `no live migrations lock, snapshot name free, ${n} ${what} of ${x.text} exist and no other Kong node runs` },
-    [names.bootstrap, ...images.map(names.image)]);
+    [names.bootstrap, ...imageNames]);
     const stop = () => add({ kind: "stop", resources: [names.stop(x)], version: x,
         title: `stop cluster ${x.text} (${n} ${what}, ${s.kong.drainSeconds}s to drain): downtime starts` +
             (hybrid ? ` for configuration changes; data planes keep proxying from their cached configuration` : "") +
@@ -193,7 +220,7 @@ export function planRunbook(s: Settings): Runbook {
             title: `kong migrations finish with ${image(hop)} (list after: 0)` });
     }
     add({ kind: "nodes", resources: nodeNames(y, n, kind), version: y,
-        title: `cluster ${y.text}: ${n} ${what} of ${image(y)} beside the same database, each waited on until healthy` });
+        title: `cluster ${y.text}: ${n} ${what} of ${image(y)}${where(s, kind)} beside the same database, each waited on until healthy` });
     add({ kind: "verify", resources: [names.verify(y)], version: y,
         title: `verify ${y.text}: /status on every ${hybrid ? "control plane" : "node"}, \`kong migrations list\` exits 0, entity counts equal the snapshot's` +
             (s.kong.smokePath && !hybrid ? `, GET ${s.kong.smokePath} through each proxy` : "") });

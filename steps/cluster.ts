@@ -1,9 +1,9 @@
 // stop and start: a cluster's node containers, through the docker CLI.
 import { liftReadOnly, withServer } from "./lib/db";
-import { docker, inspectContainer } from "./lib/docker";
+import { docker, inspectContainer, onHost } from "./lib/docker";
 import { StepError, progress, sleep } from "./lib/log";
 import { databasePassword } from "./lib/secrets";
-import { StepSpec } from "./lib/spec";
+import { DockerEndpoint, NodeRef, StepSpec } from "./lib/spec";
 
 type Stop = Extract<StepSpec, { step: "stop" }>;
 type Start = Extract<StepSpec, { step: "start" }>;
@@ -25,47 +25,67 @@ export async function stopCluster(spec: Stop): Promise<object> {
     }
 }
 
-/** Stops every node gracefully (SIGQUIT, `drainSeconds` to drain) and confirms each is down. */
+/** The nodes of a cluster grouped by the Docker host they run on, in order of first appearance. */
+function byHost(nodes: NodeRef[]): Array<{ endpoint?: DockerEndpoint; nodes: NodeRef[] }> {
+    const groups = new Map<string, { endpoint?: DockerEndpoint; nodes: NodeRef[] }>();
+    for (const node of nodes) {
+        const key = node.docker?.host ?? "";
+        if (!groups.has(key)) groups.set(key, { endpoint: node.docker, nodes: [] });
+        groups.get(key)!.nodes.push(node);
+    }
+    return [...groups.values()];
+}
+
+/** Stops every node gracefully (SIGQUIT, `drainSeconds` to drain), host by host, and confirms each is down. */
 async function stopNodes(spec: Stop): Promise<object> {
-    const present: string[] = [];
     const absent: string[] = [];
-    for (const node of spec.cluster.nodes) {
-        ((await inspectContainer(node.container)) ? present : absent).push(node.container);
-    }
+    // Hosts drain in parallel: the downtime is one drain period, not one per host.
+    const stopped = await Promise.all(byHost(spec.cluster.nodes).map(async ({ endpoint, nodes }) => {
+        const here: string[] = [];
+        for (const node of nodes) ((await inspectContainer(node.container, endpoint)) ? here : absent).push(node.container);
+        if (here.length === 0) return here;
+        progress(`stopping ${spec.cluster.version}${onHost(endpoint)}: ${here.join(", ")} (${spec.drainSeconds}s to drain)`);
+        const r = await docker(["stop", "--time", String(spec.drainSeconds), ...here], {}, spec.drainSeconds + 60, endpoint);
+        if (r.code !== 0) throw new StepError(`docker stop${onHost(endpoint)} failed: ${r.stderr.trim()}`);
+        for (const name of here) {
+            const s = await inspectContainer(name, endpoint);
+            if (s?.running) throw new StepError(`${name} is still running${onHost(endpoint)} after docker stop`);
+        }
+        return here;
+    }));
+    const present = stopped.flat();
     if (absent.length > 0) progress(`not present, nothing to stop: ${absent.join(", ")}`);
-    if (present.length > 0) {
-        progress(`stopping ${spec.cluster.version}: ${present.join(", ")} (${spec.drainSeconds}s to drain)`);
-        const r = await docker(["stop", "--time", String(spec.drainSeconds), ...present], {}, spec.drainSeconds + 60);
-        if (r.code !== 0) throw new StepError(`docker stop failed: ${r.stderr.trim()}`);
-    }
-    for (const name of present) {
-        const s = await inspectContainer(name);
-        if (s?.running) throw new StepError(`${name} is still running after docker stop`);
-    }
     progress(`cluster ${spec.cluster.version} is down`);
     return { stopped: present, absent };
 }
 
 /** Starts every node (running ones are left alone) and waits until Docker reports each healthy. */
 export async function startCluster(spec: Start): Promise<object> {
-    const names = spec.cluster.nodes.map((n) => n.container);
-    for (const name of names) {
-        if (!(await inspectContainer(name))) throw new StepError(`${name} does not exist; it should have been declared before this step`);
-    }
-    const r = await docker(["start", ...names]);
-    if (r.code !== 0) throw new StepError(`docker start failed: ${r.stderr.trim()}`);
-    const deadline = Date.now() + spec.timeoutSeconds * 1000;
-    for (const name of names) {
-        for (;;) {
-            const s = await inspectContainer(name);
-            if (s?.running && (s.health === "healthy" || s.health === "")) break;
-            if (Date.now() > deadline) {
-                throw new StepError(`${name} is not healthy after ${spec.timeoutSeconds}s (running: ${s?.running}, health: ${s?.health}); ` +
-                    `see docker logs ${name}`);
+    const groups = byHost(spec.cluster.nodes);
+    for (const { endpoint, nodes } of groups) {
+        for (const node of nodes) {
+            if (!(await inspectContainer(node.container, endpoint))) {
+                throw new StepError(`${node.container} does not exist${onHost(endpoint)}; it should have been declared before this step`);
             }
-            await sleep(500);
+        }
+        const r = await docker(["start", ...nodes.map((n) => n.container)], {}, 0, endpoint);
+        if (r.code !== 0) throw new StepError(`docker start${onHost(endpoint)} failed: ${r.stderr.trim()}`);
+    }
+    const deadline = Date.now() + spec.timeoutSeconds * 1000;
+    for (const { endpoint, nodes } of groups) {
+        for (const { container: name } of nodes) {
+            for (;;) {
+                const s = await inspectContainer(name, endpoint);
+                if (s?.running && (s.health === "healthy" || s.health === "")) break;
+                if (Date.now() > deadline) {
+                    throw new StepError(`${name} is not healthy after ${spec.timeoutSeconds}s (running: ${s?.running}, health: ${s?.health}); ` +
+                        `see docker logs ${name}${onHost(endpoint)}`);
+                }
+                await sleep(500);
+            }
         }
     }
+    const names = spec.cluster.nodes.map((n) => n.container);
     progress(`cluster ${spec.cluster.version} is running and healthy: ${names.join(", ")}`);
     return { started: names };
 }

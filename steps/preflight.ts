@@ -1,7 +1,7 @@
 // preflight: every check that can fail before anything changes. On failure nothing has been
 // stopped: X keeps serving (upgrade) and Y keeps whatever state it has (rollback).
 import { databaseNote, migrationsLock, withDatabase, withServer } from "./lib/db";
-import { inspectContainer, runningWithLabels } from "./lib/docker";
+import { inspectContainer, onHost, runningWithLabels } from "./lib/docker";
 import { migrationsList } from "./lib/kong";
 import { StepError, progress } from "./lib/log";
 import { RestoredNote } from "./lib/snapshots";
@@ -25,7 +25,8 @@ async function checkLock(db: DbTarget, pw: string): Promise<string | undefined> 
 
 /** Kong nodes of this stack that run but are not of `expected` version. */
 async function strayNodes(cluster: ClusterRef): Promise<Array<{ name: string; version: string }>> {
-    const running = await runningWithLabels({ "kong-upgrade.stack": cluster.stack, "kong-upgrade.role": "node" });
+    const hosts = cluster.hosts && cluster.hosts.length > 0 ? cluster.hosts : [undefined];
+    const running = (await Promise.all(hosts.map((h) => runningWithLabels({ "kong-upgrade.stack": cluster.stack, "kong-upgrade.role": "node" }, h)))).flat();
     return running.filter((c) => c.labels["kong-upgrade.version"] !== cluster.version)
         .map((c) => ({ name: c.name, version: c.labels["kong-upgrade.version"] ?? "?" }));
 }
@@ -78,7 +79,7 @@ export async function preflight(spec: Preflight): Promise<object> {
 
     const missing: string[] = [];
     for (const node of spec.cluster.nodes) {
-        if (!(await inspectContainer(node.container))) missing.push(node.container);
+        if (!(await inspectContainer(node.container, node.docker))) missing.push(`${node.container}${onHost(node.docker)}`);
     }
     if (missing.length > 0) {
         throw new StepError(`cluster ${spec.cluster.version} node(s) ${missing.join(", ")} do not exist: is kong.version (${spec.cluster.version}) the version serving now?`);

@@ -132,6 +132,6 @@ async function restoreDump(c: Client, spec: Restore, note: SnapshotNote): Promis
     const fresh = await freeDatabaseName(c, `${spec.db.database.slice(0, 40)}_restore_${stamp()}`);
     progress(`pg_restore ${file} into ${fresh}`);
     await c.query(`CREATE DATABASE ${quoteIdent(fresh)}`);
-    await runPgTool(pgToolArgv(spec.dump, "pg_restore", ["--no-owner", "--exit-on-error", ...pgConnArgs(spec.dump, spec.db, fresh), { file }]));
+    await runPgTool(spec.dump, pgToolArgv(spec.dump, "pg_restore", ["--no-owner", "--exit-on-error", ...pgConnArgs(spec.dump, spec.db, fresh), { file }]));
     return fresh;
 }

@@ -77,7 +77,7 @@ async function takeSnapshot(spec: Snapshot): Promise<SnapshotNote> {
         const file = path.join(path.resolve(dump.directory), `${name}.dump`);
         progress(`pg_dump -Fc ${source} → ${file}`);
         const takenAt = new Date().toISOString();
-        await runPgTool(pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, spec.db, source), "-f", { file: `${name}.dump` }]));
+        await runPgTool(dump, pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, spec.db, source), "-f", { file: `${name}.dump` }]));
         const note: SnapshotNote = { ...base, takenAt, sizeBytes: statSync(file).size, location: file, sha256: await sha256File(file) };
         writeFileSync(path.join(path.resolve(dump.directory), `${name}.json`), `${JSON.stringify(note, null, 2)}\n`);
         return note;

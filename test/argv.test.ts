@@ -1,6 +1,7 @@
 // The command lines the step programs hand to docker: one function builds each, and no secret is in them.
 import { strict as assert } from "assert";
 import { describe, it } from "node:test";
+import { dockerEnv } from "../steps/lib/docker";
 import { kongDockerArgv } from "../steps/lib/kong";
 import { pgToolArgv, pgConnArgs } from "../steps/lib/pgtools";
 import { KongRun } from "../steps/lib/spec";
@@ -34,4 +35,16 @@ describe("pgToolArgv", () => {
             "pg_dump", "-Fc", "-h", "kong-database", "-p", "5432", "-U", "kong", "-d", "kong", "-f", "/snapshots/snap.dump",
         ]);
     });
+});
+
+describe("dockerEnv: which Docker host a docker command reaches", () => {
+    const table: Array<[string, Parameters<typeof dockerEnv>[0], Record<string, string>]> = [
+        ["no docker.hosts: the CLI's own default, nothing set", undefined, {}],
+        ["a unix socket: TLS settings inherited for another host are switched off", { host: "unix:///run/docker-b.sock" },
+            { DOCKER_HOST: "unix:///run/docker-b.sock", DOCKER_TLS_VERIFY: "", DOCKER_CERT_PATH: "" }],
+        ["tcp with TLS: verify the daemon with the host's certificates", { host: "tcp://10.0.0.6:2376", certPath: "/etc/docker/edge-c" },
+            { DOCKER_HOST: "tcp://10.0.0.6:2376", DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: "/etc/docker/edge-c" }],
+        ["ssh: the CLI's own ssh transport", { host: "ssh://ops@edge-b" }, { DOCKER_HOST: "ssh://ops@edge-b", DOCKER_TLS_VERIFY: "", DOCKER_CERT_PATH: "" }],
+    ];
+    for (const [label, endpoint, expected] of table) it(label, () => assert.deepEqual(dockerEnv(endpoint), expected));
 });

@@ -12,6 +12,7 @@ import { DbTarget, StepSpec } from "../steps/lib/spec";
 import { stamp } from "../steps/lib/log";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { STANDIN, StepRun, cluster, fakeDockerState, kongRun, runStep } from "./helpers/steps";
+import { fakeHostState } from "./fake-docker/hosts";
 
 let server: TestServer;
 before(async () => { server = await startPostgres(); });
@@ -258,6 +259,55 @@ describe("preflight", () => {
         assert.equal(snap.code, 1);
         const dbs = await query<{ datname: string }>(t.db, t.password, `SELECT datname FROM pg_database WHERE datname LIKE '${t.db.database}%'`);
         assert.deepEqual(dbs.map((d) => d.datname), [t.db.database]);
+    });
+});
+
+describe("several Docker hosts", () => {
+    const A = "unix:///run/docker-a.sock";
+    const B = "ssh://ops@edge-b";
+    const node = (name: string, version: string) =>
+        ({ running: true, health: "healthy", labels: { "kong-upgrade.stack": "mh", "kong-upgrade.version": version, "kong-upgrade.role": "node" } });
+    /** X's three nodes: 0 and 2 on host A, 1 on host B. */
+    function spread(): { state: string; x: ReturnType<typeof cluster> } {
+        const state = fakeDockerState();
+        writeFileSync(fakeHostState(state, A), JSON.stringify({ "mh-kong-3-4-3-node-0": node("", "3.4.3"), "mh-kong-3-4-3-node-2": node("", "3.4.3") }));
+        writeFileSync(fakeHostState(state, B), JSON.stringify({ "mh-kong-3-4-3-node-1": node("", "3.4.3") }));
+        const x = cluster("mh", "3.4.3", [0, 1, 2].map((i) => ({ container: `mh-kong-3-4-3-node-${i}` })));
+        x.nodes.forEach((n, i) => { n.docker = { host: i === 1 ? B : A }; });
+        x.hosts = [{ host: A }, { host: B }];
+        return { state, x };
+    }
+    const running = (state: string, host: string) =>
+        Object.entries(JSON.parse(readFileSync(fakeHostState(state, host), "utf8")) as Record<string, { running: boolean }>)
+            .filter(([, c]) => c.running).map(([n]) => n).sort();
+
+    it("stop and start reach every node on its own host", async () => {
+        const { state, x } = spread();
+        const stopped = ok(await runStep({ step: "stop", cluster: x, drainSeconds: 1 }, { password: "p", env: { FAKE_DOCKER_STATE: state } }));
+        assert.deepEqual(stopped.stopped, ["mh-kong-3-4-3-node-0", "mh-kong-3-4-3-node-2", "mh-kong-3-4-3-node-1"]);
+        assert.deepEqual([running(state, A), running(state, B)], [[], []]);
+        assert.equal(existsSync(state), false, "nothing went to the default host");
+        ok(await runStep({ step: "start", cluster: x, timeoutSeconds: 5 }, { password: "p", env: { FAKE_DOCKER_STATE: state } }));
+        assert.deepEqual(running(state, A), ["mh-kong-3-4-3-node-0", "mh-kong-3-4-3-node-2"]);
+        assert.deepEqual(running(state, B), ["mh-kong-3-4-3-node-1"]);
+    });
+
+    it("a node missing from its host is named with the host", async () => {
+        const { state, x } = spread();
+        x.nodes[1].docker = { host: A }; // node 1 looked for on the wrong host
+        const r = await runStep({ step: "start", cluster: x, timeoutSeconds: 5 }, { password: "p", env: { FAKE_DOCKER_STATE: state } });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /mh-kong-3-4-3-node-1 does not exist on unix:\/\/\/run\/docker-a\.sock/);
+    });
+
+    it("preflight finds a stray Kong node on any host of the stack", async () => {
+        const t = await bootstrapped("hosts");
+        const { state, x } = spread();
+        writeFileSync(fakeHostState(state, B), JSON.stringify({ "mh-kong-3-4-3-node-1": node("", "3.4.3"), "mh-kong-3-7-1-node-1": node("", "3.7.1") }));
+        const r = await runStep({ step: "preflight", mode: "upgrade", db: t.db, kong: kongRun(t.db, "3.5.0"), cluster: x, to: "3.7.1", snapshotPrefix: PREFIX(t.db) },
+            { ...t, env: { FAKE_DOCKER_STATE: state } });
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /Kong 3\.7\.1 is running \(mh-kong-3-7-1-node-1\)/);
     });
 });
 

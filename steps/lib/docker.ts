@@ -2,14 +2,27 @@
 // (a test double); DOCKER_HOST and friends are honoured as docker itself honours them.
 import { exec, ExecResult } from "./exec";
 import { StepError } from "./log";
+import { DockerEndpoint } from "./spec";
 
 export function dockerBinary(): string {
     return process.env.KONG_UPGRADE_DOCKER || "docker";
 }
 
-export async function docker(args: string[], env: Record<string, string> = {}, timeoutSeconds = 0): Promise<ExecResult> {
+/** The environment that points the docker CLI at `endpoint`; empty for the CLI's own default. */
+export function dockerEnv(endpoint: DockerEndpoint | undefined): Record<string, string> {
+    if (!endpoint) return {};
+    // Empty values switch off TLS settings this process may have inherited for another host.
+    return { DOCKER_HOST: endpoint.host, DOCKER_TLS_VERIFY: endpoint.certPath ? "1" : "", DOCKER_CERT_PATH: endpoint.certPath ?? "" };
+}
+
+/** Where a message says a container is: on a named host, or nothing for the default one. */
+export function onHost(endpoint: DockerEndpoint | undefined): string {
+    return endpoint ? ` on ${endpoint.host}` : "";
+}
+
+export async function docker(args: string[], env: Record<string, string> = {}, timeoutSeconds = 0, endpoint?: DockerEndpoint): Promise<ExecResult> {
     try {
-        return await exec([dockerBinary(), ...args], env, timeoutSeconds);
+        return await exec([dockerBinary(), ...args], { ...env, ...dockerEnv(endpoint) }, timeoutSeconds);
     } catch (e) {
         throw new StepError(`cannot run ${dockerBinary()}: ${(e as Error).message}; is the Docker CLI installed?`);
     }
@@ -24,11 +37,11 @@ export interface ContainerState {
 }
 
 /** State of a container, or undefined when it does not exist. */
-export async function inspectContainer(name: string): Promise<ContainerState | undefined> {
-    const r = await docker(["container", "inspect", "--format", "{{json .State}}|{{json .Config.Labels}}", name]);
+export async function inspectContainer(name: string, endpoint?: DockerEndpoint): Promise<ContainerState | undefined> {
+    const r = await docker(["container", "inspect", "--format", "{{json .State}}|{{json .Config.Labels}}", name], {}, 0, endpoint);
     if (r.code !== 0) {
         if (/no such (container|object)/i.test(r.stderr)) return undefined;
-        throw new StepError(`docker container inspect ${name} failed: ${r.stderr.trim()}`);
+        throw new StepError(`docker container inspect ${name}${onHost(endpoint)} failed: ${r.stderr.trim()}`);
     }
     const [state, labels] = r.stdout.trim().split("|");
     const s = JSON.parse(state) as { Running: boolean; Health?: { Status: string } };
@@ -36,11 +49,11 @@ export async function inspectContainer(name: string): Promise<ContainerState | u
 }
 
 /** Running containers carrying every label given. */
-export async function runningWithLabels(labels: Record<string, string>): Promise<ContainerState[]> {
+export async function runningWithLabels(labels: Record<string, string>, endpoint?: DockerEndpoint): Promise<ContainerState[]> {
     const filters = Object.entries(labels).flatMap(([k, v]) => ["--filter", `label=${k}=${v}`]);
-    const r = await docker(["ps", "--format", "{{.Names}}", ...filters]);
-    if (r.code !== 0) throw new StepError(`docker ps failed: ${r.stderr.trim()}`);
+    const r = await docker(["ps", "--format", "{{.Names}}", ...filters], {}, 0, endpoint);
+    if (r.code !== 0) throw new StepError(`docker ps${onHost(endpoint)} failed: ${r.stderr.trim()}`);
     const names = r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
-    const states = await Promise.all(names.map(inspectContainer));
+    const states = await Promise.all(names.map((n) => inspectContainer(n, endpoint)));
     return states.filter((s): s is ContainerState => s !== undefined && s.running);
 }

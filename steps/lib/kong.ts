@@ -2,7 +2,7 @@
 // version's image (the product), or through KONG_UPGRADE_KONG_COMMAND, a local executable
 // (test seam: the Kong stand-in). Either way the password travels by name in the environment.
 import { exec, ExecResult } from "./exec";
-import { dockerBinary } from "./docker";
+import { dockerBinary, dockerEnv } from "./docker";
 import { StepError } from "./log";
 import { databasePassword } from "./secrets";
 import { KongRun, SECRET_ENV } from "./spec";
@@ -68,7 +68,7 @@ export async function runKong(run: KongRun, args: string[], timeoutSeconds = 0, 
             const hostArgs = args.map((a) => mounts.reduce((acc, m) => acc.startsWith(`${m.container}/`) ? m.host + acc.slice(m.container.length) : acc, a));
             return await exec([local, ...hostArgs], { ...kongEnv(run), KONG_VERSION: run.version, ...secretEnv(run) }, timeoutSeconds);
         }
-        return await exec(kongDockerArgv(run, args, mounts), secretEnv(run), timeoutSeconds);
+        return await exec(kongDockerArgv(run, args, mounts), { ...secretEnv(run), ...dockerEnv(run.docker) }, timeoutSeconds);
     } catch (e) {
         if (e instanceof StepError) throw e;
         throw new StepError(`cannot run kong ${args.join(" ")} (${run.image}): ${(e as Error).message}`);

@@ -3,7 +3,7 @@
 // image). PGPASSWORD travels by name in the environment.
 import * as path from "path";
 import { exec, ExecResult } from "./exec";
-import { dockerBinary } from "./docker";
+import { dockerBinary, dockerEnv } from "./docker";
 import { StepError } from "./log";
 import { databasePassword } from "./secrets";
 import { DbTarget, DumpTarget } from "./spec";
@@ -26,8 +26,8 @@ export function pgConnArgs(dump: DumpTarget, db: DbTarget, database: string): st
     return ["-h", local ? db.host : dump.host, "-p", String(local ? db.port : dump.port), "-U", db.user, "-d", database];
 }
 
-export async function runPgTool(argv: string[]): Promise<ExecResult> {
-    const r = await exec(argv, { PGPASSWORD: databasePassword() });
+export async function runPgTool(dump: DumpTarget, argv: string[]): Promise<ExecResult> {
+    const r = await exec(argv, { PGPASSWORD: databasePassword(), ...dockerEnv(dump.docker) });
     if (r.code !== 0) throw new StepError(`${argv.includes("pg_dump") ? "pg_dump" : "pg_restore"} failed (exit ${r.code}):\n${(r.stdout + r.stderr).trim()}`);
     return r;
 }

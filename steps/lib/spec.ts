@@ -24,6 +24,15 @@ export interface DbTarget {
     schema?: string;
 }
 
+/**
+ * One Docker host of `docker.hosts`, as the docker CLI is pointed at it (DOCKER_HOST, and for
+ * TLS DOCKER_TLS_VERIFY with DOCKER_CERT_PATH). Absent everywhere: the CLI's own default host.
+ */
+export interface DockerEndpoint {
+    host: string;
+    certPath?: string;
+}
+
 /** How to run a `kong` command of one version against the shared database. */
 export interface KongRun {
     /** Full image reference, e.g. kong:3.7.1. */
@@ -40,6 +49,8 @@ export interface KongRun {
     lockTimeoutSeconds: number;
     /** Whether KONG_LICENSE_DATA is to be passed through. */
     license: boolean;
+    /** The Docker host that runs the one-off container. Default: the CLI's own. */
+    docker?: DockerEndpoint;
 }
 
 /** Where `dump` snapshots are written, and how pg_dump reaches the server from its container. */
@@ -49,6 +60,8 @@ export interface DumpTarget {
     directory: string;
     host: string;
     port: number;
+    /** The Docker host that runs pg_dump/pg_restore; it must be this machine (bind mount). Default: the CLI's own. */
+    docker?: DockerEndpoint;
 }
 
 /** One Kong node, with the host URLs the step programs reach it at. */
@@ -57,12 +70,16 @@ export interface NodeRef {
     statusUrl: string;
     proxyUrl: string;
     adminUrl: string;
+    /** The Docker host it runs on. Default: the CLI's own. */
+    docker?: DockerEndpoint;
 }
 
 export interface ClusterRef {
     stack: string;
     version: string;
     nodes: NodeRef[];
+    /** Every Docker host of the stack, where preflight looks for other Kong nodes. Default: the CLI's own. */
+    hosts?: DockerEndpoint[];
 }
 
 export type StepSpec =

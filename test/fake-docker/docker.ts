@@ -1,13 +1,16 @@
 // A test double of the docker CLI for the step programs: containers live in a JSON file
-// ($FAKE_DOCKER_STATE). It answers the calls the steps make (container inspect, ps with label
-// filters, stop, start) and logs every argv to $FAKE_DOCKER_STATE.log.
+// ($FAKE_DOCKER_STATE; with DOCKER_HOST set, one file per host: $FAKE_DOCKER_STATE@<host>). It
+// answers the calls the steps make (container inspect, ps with label filters, stop, start) and
+// logs every argv to <that file>.log.
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "fs";
+import { fakeHostState } from "./hosts";
 
 interface Container { running: boolean; health: string; labels: Record<string, string> }
 type World = Record<string, Container>;
 
-const file = process.env.FAKE_DOCKER_STATE;
-if (!file) { process.stderr.write("FAKE_DOCKER_STATE is not set\n"); process.exit(2); }
+const base = process.env.FAKE_DOCKER_STATE;
+if (!base) { process.stderr.write("FAKE_DOCKER_STATE is not set\n"); process.exit(2); }
+const file = process.env.DOCKER_HOST ? fakeHostState(base, process.env.DOCKER_HOST) : base;
 const load = (): World => existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) as World : {};
 const save = (w: World) => writeFileSync(file, JSON.stringify(w, null, 2));
 const args = process.argv.slice(2);

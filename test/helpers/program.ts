@@ -10,14 +10,15 @@ export interface ProgramConfig {
     kong?: unknown;
     upgrade?: unknown;
     database?: unknown;
+    docker?: unknown;
     [other: string]: unknown;
 }
 
-export function evaluate(config: ProgramConfig, opts: { preview?: boolean; stack?: string } = {}): Promise<Evaluation> {
+export function evaluate(config: ProgramConfig, opts: { preview?: boolean; stack?: string; revealSecrets?: boolean } = {}): Promise<Evaluation> {
     const full = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)
         .map(([k, v]) => [`kong-upgrade:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
     const env = { ...process.env, KONG_UPGRADE_EVALUATE: JSON.stringify({
-        stack: opts.stack ?? "test", preview: opts.preview ?? true, config: full, secretKeys: ["kong-upgrade:database", "kong-upgrade:kong"],
+        stack: opts.stack ?? "test", preview: opts.preview ?? true, config: full, revealSecrets: opts.revealSecrets, secretKeys: ["kong-upgrade:database", "kong-upgrade:kong"],
     }) };
     return new Promise((resolve, reject) => {
         execFile(process.execPath, ["--require", "ts-node/register/transpile-only", "bin/evaluate.ts"], { cwd: ROOT, env, maxBuffer: 64 << 20 },
@@ -32,7 +33,7 @@ export class Graph {
     readonly byName = new Map<string, Registration>();
     private readonly byUrn = new Map<string, Registration>();
 
-    constructor(readonly registrations: Registration[]) {
+    constructor(readonly registrations: Registration[], readonly outputs: Record<string, unknown> = {}) {
         for (const r of registrations) {
             if (this.byName.has(r.name)) throw new Error(`two resources named ${r.name}`);
             this.byName.set(r.name, r);
@@ -42,7 +43,7 @@ export class Graph {
 
     static of(ev: Evaluation): Graph {
         if (!ev.ok) throw new Error(`program failed: ${ev.error}`);
-        return new Graph(ev.registrations);
+        return new Graph(ev.registrations, ev.outputs);
     }
 
     get(name: string): Registration {
