@@ -14,6 +14,7 @@ import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
 import { Registration, evaluateProgram } from "../../bin/evaluate";
+import { dockerEnv } from "../../steps/lib/docker";
 import { parseStepResult } from "../../steps/lib/log";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -29,6 +30,8 @@ interface Resource {
     parent: string;
     retainOnDelete: boolean;
     protect: boolean;
+    /** The explicit provider's URN, "" for the default one: deletes go to the same Docker host. */
+    provider?: string;
 }
 
 interface State {
@@ -86,8 +89,11 @@ function run(argv: string[], opts: { env?: Record<string, string>; cwd?: string;
     });
 }
 
-async function docker(args: string[], what: string): Promise<string> {
-    const r = await run(["docker", ...args]);
+/** The environment of the docker CLI for one Docker host; {} for the default one. */
+type Host = Record<string, string>;
+
+async function docker(args: string[], what: string, host: Host): Promise<string> {
+    const r = await run(["docker", ...args], { env: host });
     if (r.code !== 0) throw new Error(`${what}: docker ${args[0]} failed: ${r.stderr.trim()}`);
     return r.stdout.trim();
 }
@@ -98,7 +104,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Inputs = Record<string, unknown>;
 
-async function createContainer(name: string, i: Inputs): Promise<Inputs> {
+async function createContainer(name: string, i: Inputs, host: Host): Promise<Inputs> {
     const argv = ["run", "-d", "--name", String(i.name)];
     if (i.hostname) argv.push("--hostname", String(i.hostname));
     const nets = (i.networksAdvanced as Array<{ name: string; aliases?: string[] }> | undefined) ?? [];
@@ -137,7 +143,7 @@ async function createContainer(name: string, i: Inputs): Promise<Inputs> {
     chmodSync(envFile, 0o600);
     argv.push("--env-file", envFile, String(i.image));
     try {
-        const r = await run(["docker", ...argv], { env: multiLine });
+        const r = await run(["docker", ...argv], { env: { ...multiLine, ...host } });
         if (r.code !== 0) throw new Error(`${name}: docker run failed: ${r.stderr.trim()}`);
     } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -145,29 +151,41 @@ async function createContainer(name: string, i: Inputs): Promise<Inputs> {
     if (i.wait) {
         const deadline = Date.now() + Number(i.waitTimeout ?? 60) * 1000;
         for (;;) {
-            const status = await docker(["inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", String(i.name)], name);
+            const status = await docker(["inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", String(i.name)], name, host);
             if (status.endsWith("healthy") && !status.endsWith("unhealthy")) break;
             if (status.startsWith("exited") || Date.now() > deadline) {
-                const logs = await run(["docker", "logs", "--tail", "20", String(i.name)]);
-                await run(["docker", "rm", "-f", String(i.name)]);
+                const logs = await run(["docker", "logs", "--tail", "20", String(i.name)], { env: host });
+                await run(["docker", "rm", "-f", String(i.name)], { env: host });
                 throw new Error(`container ${i.name} is not healthy (${status}):\n${logs.stdout}${logs.stderr}`);
             }
             await sleep(300);
         }
     }
-    return { ...i, id: await docker(["inspect", "-f", "{{.Id}}", String(i.name)], name) };
+    return { ...i, id: await docker(["inspect", "-f", "{{.Id}}", String(i.name)], name, host) };
 }
 
 async function deleteContainer(r: Resource): Promise<void> {
     const grace = Number(r.inputs.destroyGraceSeconds ?? 0);
-    await run(["docker", "stop", "-t", String(grace), String(r.inputs.name)]);
-    await run(["docker", "rm", "-f", String(r.inputs.name)]);
+    const host = hostOf(r.provider);
+    await run(["docker", "stop", "-t", String(grace), String(r.inputs.name)], { env: host });
+    await run(["docker", "rm", "-f", String(r.inputs.name)], { env: host });
 }
 
+/** Inputs of every explicit provider, by URN (Docker hosts, the PostgreSQL server). */
 const providers = new Map<string, Inputs>();
 
+/** A provider reference (`urn::id`) or URN to its URN. */
+const providerUrn = (ref: string | undefined) => (ref ? ref.slice(0, ref.lastIndexOf("::")) : "");
+
+/** The Docker host a docker resource's provider points at: as the provider does, DOCKER_HOST when it has a host. */
+function hostOf(urn: string | undefined): Host {
+    const p = urn ? providers.get(urn) : undefined;
+    if (!p?.host) return {};
+    return dockerEnv({ host: String(p.host), certPath: p.certPath === undefined ? undefined : String(p.certPath) });
+}
+
 async function withPostgres<T>(provider: string | undefined, fn: (c: Client) => Promise<T>): Promise<T> {
-    const p = providers.get(provider?.split("::").slice(0, -1).join("::") ?? "") ?? [...providers.values()][0];
+    const p = providers.get(providerUrn(provider)) ?? [...providers.values()].find((x) => x.username !== undefined);
     if (!p) throw new Error("no postgresql provider registered");
     for (let attempt = 0; ; attempt++) {
         const c = new Client({ host: String(p.host), port: Number(p.port), user: String(p.username), password: String(p.password), database: String(p.database ?? "postgres") });
@@ -198,27 +216,28 @@ async function runCommand(name: string, script: string, env: Record<string, stri
 /** Performs a registration's effect. Returns the outputs, or throws to fail the step. */
 async function apply(reg: Registration, inputs: Inputs, provider: string | undefined, old: Resource | undefined): Promise<Inputs> {
     const same = old !== undefined && JSON.stringify(old.inputs) === JSON.stringify(inputs);
+    const host = hostOf(providerUrn(provider));
     switch (reg.type) {
         case "docker:index/network:Network": {
-            const exists = (await run(["docker", "network", "inspect", String(inputs.name)])).code === 0;
-            if (!exists) await docker(["network", "create", "--label", "kong-upgrade.rehearsal=1", String(inputs.name)], reg.name);
+            const exists = (await run(["docker", "network", "inspect", String(inputs.name)], { env: host })).code === 0;
+            if (!exists) await docker(["network", "create", "--label", "kong-upgrade.rehearsal=1", String(inputs.name)], reg.name, host);
             return inputs;
         }
         case "docker:index/volume:Volume": {
-            if ((await run(["docker", "volume", "inspect", String(inputs.name)])).code !== 0) {
-                await docker(["volume", "create", "--label", "kong-upgrade.rehearsal=1", String(inputs.name)], reg.name);
+            if ((await run(["docker", "volume", "inspect", String(inputs.name)], { env: host })).code !== 0) {
+                await docker(["volume", "create", "--label", "kong-upgrade.rehearsal=1", String(inputs.name)], reg.name, host);
             }
             return inputs;
         }
         case "docker:index/remoteImage:RemoteImage": {
-            const r = await run(["docker", "image", "inspect", "-f", "{{.Id}}", String(inputs.name)]);
-            if (r.code !== 0) throw new Error(`image ${inputs.name} is not present locally (the rehearsal never pulls; build it first)`);
+            const r = await run(["docker", "image", "inspect", "-f", "{{.Id}}", String(inputs.name)], { env: host });
+            if (r.code !== 0) throw new Error(`image ${inputs.name} is not present${host.DOCKER_HOST ? ` on ${host.DOCKER_HOST}` : " locally"} (the rehearsal never pulls; build it first)`);
             return { ...inputs, imageId: r.stdout.trim() };
         }
         case "docker:index/container:Container": {
             if (same && old) return old.outputs;
             if (old) await deleteContainer(old); // the provider replaces containers delete-first
-            return createContainer(reg.name, inputs);
+            return createContainer(reg.name, inputs, host);
         }
         case "postgresql:index/role:Role":
             return withPostgres(provider, async (c) => {
@@ -249,8 +268,8 @@ async function apply(reg: Registration, inputs: Inputs, provider: string | undef
 async function destroy(r: Resource): Promise<void> {
     switch (r.type) {
         case "docker:index/container:Container": return deleteContainer(r);
-        case "docker:index/network:Network": await run(["docker", "network", "rm", String(r.inputs.name)]); return;
-        case "docker:index/volume:Volume": await run(["docker", "volume", "rm", String(r.inputs.name)]); return;
+        case "docker:index/network:Network": await run(["docker", "network", "rm", String(r.inputs.name)], { env: hostOf(r.provider) }); return;
+        case "docker:index/volume:Volume": await run(["docker", "volume", "rm", String(r.inputs.name)], { env: hostOf(r.provider) }); return;
         case "command:local:Command":
             if (r.inputs.delete) await runCommand(r.name, String(r.inputs.delete), r.inputs.environment as Record<string, string>);
             return;
@@ -277,6 +296,7 @@ function deletionOrder(removed: Resource[]): Resource[] {
 
 export async function up(opts: RunOptions): Promise<boolean> {
     const state: State = existsSync(opts.stateFile) ? JSON.parse(readFileSync(opts.stateFile, "utf8")) as State : { resources: {} };
+    for (const r of Object.values(state.resources)) if (r.type.startsWith("pulumi:providers:")) providers.set(r.urn, r.inputs);
     const seen = new Set<string>();
     let failed: Error | undefined;
     const save = () => {
@@ -295,6 +315,9 @@ export async function up(opts: RunOptions): Promise<boolean> {
             if (old) for (const key of reg.ignoreChanges) if (key in old.inputs) inputs[key] = old.inputs[key];
             if (args.type.startsWith("pulumi:providers:")) {
                 providers.set(reg.urn, inputs);
+                // Kept in state too: a later run that no longer declares a host still deletes on it.
+                state.resources[reg.urn] = { urn: reg.urn, type: reg.type, name: reg.name, inputs, outputs: inputs, deps: [], parent: reg.parent,
+                    retainOnDelete: false, protect: false };
                 return { id: `${args.name}-id`, state: inputs };
             }
             if (!args.custom) return { id: "", state: {} };
@@ -313,7 +336,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
                 if (op !== "same") log(`  done ${reg.name} (${((entry.end - entry.start) / 1000).toFixed(2)}s)`);
                 state.resources[reg.urn] = {
                     urn: reg.urn, type: reg.type, name: reg.name, inputs, outputs, deps: reg.deps, parent: reg.parent,
-                    retainOnDelete: reg.retainOnDelete, protect: reg.protect,
+                    retainOnDelete: reg.retainOnDelete, protect: reg.protect, provider: providerUrn(args.provider),
                 };
                 save();
                 return { id: `${args.name}-id`, state: outputs };

@@ -4,7 +4,8 @@
 // is removed at the end. The last line printed is the downtime window of the main upgrade.
 import { strict as assert } from "assert";
 import { spawn, spawnSync } from "child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "fs";
+import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
 import { TimelineEntry } from "./engine";
@@ -29,8 +30,8 @@ function say(line: string): void {
     process.stdout.write(`\n=== ${line}\n`);
 }
 
-function sh(argv: string[]): { code: number; out: string } {
-    const r = spawnSync(argv[0], argv.slice(1), { encoding: "utf8" });
+function sh(argv: string[], env: Record<string, string> = {}): { code: number; out: string } {
+    const r = spawnSync(argv[0], argv.slice(1), { encoding: "utf8", env: { ...process.env, ...env } });
     return { code: r.status ?? 1, out: `${r.stdout ?? ""}${r.stderr ?? ""}`.trim() };
 }
 
@@ -62,8 +63,8 @@ function up(stack: string, config: Config, label: string): Promise<{ ok: boolean
     });
 }
 
-function container(name: string): { exists: boolean; running: boolean; id: string } {
-    const r = sh(["docker", "inspect", "-f", "{{.State.Running}} {{.Id}}", name]);
+function container(name: string, host: Record<string, string> = {}): { exists: boolean; running: boolean; id: string } {
+    const r = sh(["docker", "inspect", "-f", "{{.State.Running}} {{.Id}}", name], host);
     if (r.code !== 0) return { exists: false, running: false, id: "" };
     const [running, id] = r.out.split(" ");
     return { exists: true, running: running === "true", id };
@@ -107,13 +108,13 @@ async function withDb<T>(port: number, database: string, fn: (c: Client) => Prom
 const databases = (port: number, like: string) => withDb(port, "postgres", async (c) =>
     (await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1", [like])).rows.map((r) => r.datname));
 
-function cleanup(stack: string): void {
+function cleanup(stack: string, host: Record<string, string> = {}): void {
     for (const kind of ["container", "network", "volume"]) {
-        const ids = sh(["docker", kind, "ls", "-q", ...(kind === "container" ? ["-a"] : []), "--filter", `label=kong-upgrade.stack=${stack}`]).out.split("\n").filter(Boolean);
-        if (kind === "network") ids.push(...sh(["docker", "network", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`]).out.split("\n").filter(Boolean));
-        if (kind === "volume") ids.push(...sh(["docker", "volume", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`]).out.split("\n").filter(Boolean));
+        const ids = sh(["docker", kind, "ls", "-q", ...(kind === "container" ? ["-a"] : []), "--filter", `label=kong-upgrade.stack=${stack}`], host).out.split("\n").filter(Boolean);
+        if (kind === "network") ids.push(...sh(["docker", "network", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`], host).out.split("\n").filter(Boolean));
+        if (kind === "volume") ids.push(...sh(["docker", "volume", "ls", "-q", "--filter", `name=kong-upgrade-${stack}`], host).out.split("\n").filter(Boolean));
         // `docker network rm` has no -f; containers and volumes need it.
-        if (ids.length) sh(["docker", kind, "rm", ...(kind === "network" ? [] : ["-f"]), ...new Set(ids)]);
+        if (ids.length) sh(["docker", kind, "rm", ...(kind === "network" ? [] : ["-f"]), ...new Set(ids)], host);
     }
     rmSync(path.join(WORK, `${stack}.state.json`), { force: true });
 }
@@ -328,6 +329,124 @@ async function chainHybrid(): Promise<void> {
     cleanup(stack);
 }
 
+// ---- two Docker hosts: a second dockerd on its own socket and data root ---------------------
+
+const HOST_A = process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
+const HOST_B = "unix:///run/kong-upgrade-rehearsal-b.sock";
+const ON_B = { DOCKER_HOST: HOST_B };
+
+/**
+ * Starts the second Docker engine (unless one answers there already) and returns how to stop it.
+ * Its own bridge address pool, no default bridge and no iptables rules, so it cannot disturb the
+ * first engine's networks; published ports go through docker-proxy.
+ */
+async function secondDockerd(): Promise<() => Promise<void>> {
+    if (sh(["docker", "info", "--format", "{{.ServerVersion}}"], ON_B).code === 0) return async () => undefined;
+    const dir = "/run/kong-upgrade-rehearsal-b";
+    mkdirSync(dir, { recursive: true });
+    const logFile = path.join(WORK, "dockerd-b.log");
+    const log = openSync(logFile, "w");
+    const child = spawn("dockerd", ["--host", HOST_B, "--data-root", "/var/lib/kong-upgrade-rehearsal-b", "--exec-root", dir,
+        "--pidfile", `${dir}.pid`, "--bridge", "none", "--iptables=false", "--default-address-pool", "base=10.213.0.0/16,size=24"],
+    { stdio: ["ignore", log, log], detached: true });
+    const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+    for (let i = 0; ; i++) {
+        if (sh(["docker", "info", "--format", "{{.ServerVersion}}"], ON_B).code === 0) break;
+        if (i > 120 || child.exitCode !== null) {
+            child.kill("SIGTERM");
+            throw new Error(`the second dockerd did not start:\n${readFileSync(logFile, "utf8").split("\n").slice(-15).join("\n")}`);
+        }
+        await new Promise((r) => setTimeout(r, 250));
+    }
+    return async () => {
+        child.kill("SIGTERM");
+        await exited;
+    };
+}
+
+/** An address of this machine that containers of both engines reach (not loopback). */
+function machineAddress(): string {
+    const all = Object.entries(os.networkInterfaces()).flatMap(([name, list]) =>
+        (list ?? []).filter((a) => a.family === "IPv4" && !a.internal).map((a) => ({ name, address: a.address })));
+    const chosen = all.find((a) => !/^(docker|br-|veth)/.test(a.name)) ?? all[0];
+    assert.ok(chosen, "this machine has no non-loopback IPv4 address for the containers to reach the database at");
+    return chosen.address;
+}
+
+/**
+ * A cluster that outgrows one Docker host: host b joins the running cluster at node 1 (node 0
+ * stays untouched), the upgrade replaces each node on its own host, the rollback brings X back
+ * on both. The database is external, as several hosts require: PostgreSQL on this machine's
+ * network, reached by the containers of both engines at the machine's address.
+ */
+async function chainHosts(): Promise<void> {
+    const stack = "rehearsal-f";
+    const stopB = await secondDockerd();
+    const dbContainer = `${stack}-external-database`;
+    try {
+        say(`second Docker host ${HOST_B}: images built there from the same root filesystem`);
+        const built = spawnSync("bash", ["test/rehearsal/images.sh", X, FIRST_HOP], { cwd: ROOT, stdio: "inherit", env: { ...process.env, ...ON_B } });
+        assert.equal(built.status, 0, "building the images on the second host failed");
+        cleanup(stack);
+        cleanup(stack, ON_B);
+        const dbPort = 23432;
+        sh(["docker", "rm", "-f", dbContainer]);
+        const started = sh(["docker", "run", "-d", "--name", dbContainer, "--label", `kong-upgrade.stack=${stack}`, "--network", "host",
+            "-e", `PGPORT=${dbPort}`, "-e", "POSTGRES_USER=postgres", "-e", `POSTGRES_PASSWORD=${PASSWORD}`, POSTGRES_IMAGE]);
+        assert.equal(started.code, 0, started.out);
+        // The operator's part of an external database: Kong's role and database.
+        for (let i = 0; ; i++) {
+            const c = new Client({ host: "127.0.0.1", port: dbPort, user: "postgres", password: PASSWORD, database: "postgres" });
+            try {
+                await c.connect();
+                await c.query(`CREATE ROLE kong LOGIN CREATEDB PASSWORD '${PASSWORD}'`);
+                await c.query("CREATE DATABASE kong OWNER kong");
+                await c.end();
+                break;
+            } catch (e) {
+                await c.end().catch(() => undefined);
+                assert.ok(i < 120, `the external database did not come up: ${(e as Error).message}`);
+                await new Promise((r) => setTimeout(r, 250));
+            }
+        }
+        const port = 23000;
+        const one = (nodes: number, hosts: unknown[]): Config => ({
+            kong: { version: X, image: KONG_IMAGE, nodes, drainSeconds: 2, healthTimeoutSeconds: 90,
+                ports: { proxy: port, admin: port + 1, status: port + 100 }, ...(SIMULATED ? { smokePath: "/orders" } : {}) },
+            database: { mode: "external", host: "127.0.0.1", port: dbPort, containerHost: machineAddress(), password: PASSWORD },
+            docker: { hosts },
+        });
+        const a = { name: "a", host: HOST_A };
+        const b = { name: "b", host: HOST_B, firstNode: 1 };
+        assert.ok((await up(stack, one(1, [a]), `Kong ${X}, one node on host a, external database`)).ok);
+        await writeEntities(port + 1);
+        const node0 = container(`${stack}-kong-${slug(X)}-node-0`);
+
+        const grown = await up(stack, one(2, [a, b]), "host b joins at node 1: node 0 stays, node 1 starts on b");
+        assert.ok(grown.ok);
+        assert.equal(grown.timeline.find((e) => e.name === `kong-${slug(X)}-node-0`)?.op, "same", "node 0 is not touched");
+        assert.equal(container(`${stack}-kong-${slug(X)}-node-0`).id, node0.id);
+        assert.ok(container(`${stack}-kong-${slug(X)}-node-1`, ON_B).running, "node 1 runs on host b");
+        assert.ok(!container(`${stack}-kong-${slug(X)}-node-1`).exists, "and not on host a");
+
+        assert.ok((await up(stack, { ...one(2, [a, b]), upgrade: { to: FIRST_HOP } }, `upgrade to ${FIRST_HOP} across both hosts`)).ok);
+        assert.ok(container(`${stack}-kong-${slug(FIRST_HOP)}-node-0`).running && container(`${stack}-kong-${slug(FIRST_HOP)}-node-1`, ON_B).running,
+            "each of Y's nodes runs on its X node's host");
+        assert.ok(!container(`${stack}-kong-${slug(X)}-node-0`).exists && !container(`${stack}-kong-${slug(X)}-node-1`, ON_B).exists, "X is gone from both hosts");
+        assert.equal(await readEntities(port + 11), EXPECTED, "entities through Y's node on host b");
+
+        assert.ok((await up(stack, { ...one(2, [a, b]), upgrade: { to: FIRST_HOP, rollback: true } }, "roll back across both hosts")).ok);
+        assert.ok(container(`${stack}-kong-${slug(X)}-node-0`).running && container(`${stack}-kong-${slug(X)}-node-1`, ON_B).running);
+        assert.ok(!container(`${stack}-kong-${slug(FIRST_HOP)}-node-1`, ON_B).exists);
+        assert.equal(await readEntities(port + 11), EXPECTED, "entities through X's node on host b after the rollback");
+        process.stdout.write(`two hosts: node 0 on ${HOST_A}, node 1 on ${HOST_B}, through growth, upgrade and rollback\n`);
+    } finally {
+        cleanup(stack);
+        cleanup(stack, ON_B);
+        await stopB();
+    }
+}
+
 export async function rehearse(): Promise<string> {
     mkdirSync(WORK, { recursive: true });
     if (SIMULATED || POSTGRES_IMAGE === "kong-upgrade-postgres:15") {
@@ -337,6 +456,7 @@ export async function rehearse(): Promise<string> {
     // REHEARSAL_ONLY=hybrid (or fault, rollback-after-fault, online) runs that chain alone.
     const only: Record<string, () => Promise<void>> = {
         fault: chainFault, "rollback-after-fault": chainRollbackAfterFault, online: chainOnlineSnapshot, hybrid: chainHybrid,
+        hosts: chainHosts,
     };
     const pick = process.env.REHEARSAL_ONLY;
     if (pick) {
@@ -355,6 +475,7 @@ export async function rehearse(): Promise<string> {
         }
         await chainOnlineSnapshot();
         if (SIMULATED) await chainHybrid(); // the stand-in's data planes speak its own configuration exchange
+        await chainHosts();
         return window;
     } finally {
         for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e"]) cleanup(s);
