@@ -7,7 +7,7 @@ import { dockerReachable, rehearse } from "./rehearsal/rehearse";
 const docker = dockerReachable();
 if (!docker) process.stdout.write("rehearsal: no Docker engine reachable (docker info failed); start dockerd to run it\n");
 
-it("rehearsal: upgrade, promote and rollback on a real Docker engine (5 chains)", { skip: docker ? false : "no Docker engine reachable", timeout: 40 * 60_000 }, async () => {
+it("rehearsal: upgrade, promote and rollback on a real Docker engine (6 chains)", { skip: docker ? false : "no Docker engine reachable", timeout: 40 * 60_000 }, async () => {
     const window = await rehearse();
     assert.match(window, /^downtime window \(X stopped → Y verified\): \d+\.\ds/);
     process.stdout.write(`${window}\n`);

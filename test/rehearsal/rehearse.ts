@@ -1,6 +1,6 @@
 // `npm run rehearse`: the whole upgrade, promotion and rollback of this program, for real, on a
 // Docker engine, with locally built images (test/rehearsal/images.sh) and the engine test double
-// (engine.ts). Three chains, each on its own stack; every container, network and volume they make
+// (engine.ts). Six chains, each on its own stack; every container, network and volume they make
 // is removed at the end. The last line printed is the downtime window of the main upgrade.
 import { strict as assert } from "assert";
 import { spawn, spawnSync } from "child_process";
@@ -384,9 +384,12 @@ async function chainHosts(): Promise<void> {
     const stopB = await secondDockerd();
     const dbContainer = `${stack}-external-database`;
     try {
-        say(`second Docker host ${HOST_B}: images built there from the same root filesystem`);
-        const built = spawnSync("bash", ["test/rehearsal/images.sh", X, FIRST_HOP], { cwd: ROOT, stdio: "inherit", env: { ...process.env, ...ON_B } });
-        assert.equal(built.status, 0, "building the images on the second host failed");
+        say(`second Docker host ${HOST_B}: Kong images ${SIMULATED ? "built there from the same root filesystem" : "copied there from the first"}`);
+        const images = [X, FIRST_HOP].map((v) => `${KONG_IMAGE}:${v}`);
+        const built = SIMULATED
+            ? spawnSync("bash", ["test/rehearsal/images.sh", X, FIRST_HOP], { cwd: ROOT, stdio: "inherit", env: { ...process.env, ...ON_B } })
+            : spawnSync("bash", ["-c", `docker save ${images.join(" ")} | DOCKER_HOST=${HOST_B} docker load`], { cwd: ROOT, stdio: "inherit" });
+        assert.equal(built.status, 0, "putting the images on the second host failed");
         cleanup(stack);
         cleanup(stack, ON_B);
         const dbPort = 23432;
@@ -453,7 +456,7 @@ export async function rehearse(): Promise<string> {
         const built = spawnSync("bash", ["test/rehearsal/images.sh", ...(SIMULATED ? VERSIONS : [])], { cwd: ROOT, stdio: "inherit" });
         assert.equal(built.status, 0, "building the rehearsal images failed");
     }
-    // REHEARSAL_ONLY=hybrid (or fault, rollback-after-fault, online) runs that chain alone.
+    // REHEARSAL_ONLY=hybrid (or fault, rollback-after-fault, online, hosts) runs that chain alone.
     const only: Record<string, () => Promise<void>> = {
         fault: chainFault, "rollback-after-fault": chainRollbackAfterFault, online: chainOnlineSnapshot, hybrid: chainHybrid,
         hosts: chainHosts,
@@ -461,7 +464,7 @@ export async function rehearse(): Promise<string> {
     const pick = process.env.REHEARSAL_ONLY;
     if (pick) {
         assert.ok(only[pick], `REHEARSAL_ONLY must be one of ${Object.keys(only).join(", ")}`);
-        try { await only[pick](); } finally { for (const s of ["rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e"]) cleanup(s); }
+        try { await only[pick](); } finally { for (const s of ["rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f"]) cleanup(s); }
         return `${pick} chain passed`;
     }
     try {
@@ -478,7 +481,7 @@ export async function rehearse(): Promise<string> {
         await chainHosts();
         return window;
     } finally {
-        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e"]) cleanup(s);
+        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f"]) cleanup(s);
     }
 }
 
@@ -488,7 +491,7 @@ if (require.main === module) {
         process.exit(1);
     }
     rehearse().then((window) => {
-        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 5 : 2} chains\n${window}\n`);
+        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 6 : 3} chains\n${window}\n`);
     }, (e: unknown) => {
         process.stderr.write(`\nrehearsal FAILED: ${(e as Error).message}\n`);
         process.exit(1);
