@@ -350,7 +350,10 @@ async function secondDockerd(): Promise<(() => Promise<void>) | string> {
         "--pidfile", `${dir}.pid`, "--bridge", "none", "--iptables=false", "--default-address-pool", "base=10.213.0.0/16,size=24"],
     { stdio: ["ignore", log, log], detached: true });
     const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+    let failed: Error | undefined;
+    child.on("error", (e) => { failed = e; });
     for (let i = 0; ; i++) {
+        if (failed) return `cannot run dockerd: ${failed.message}`;
         if (sh(["docker", "info", "--format", "{{.ServerVersion}}"], ON_B).code === 0) break;
         if (i > 120 || child.exitCode !== null) {
             child.kill("SIGTERM");
