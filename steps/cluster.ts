@@ -1,7 +1,7 @@
 // stop and start: a cluster's node containers, through the docker CLI.
 import { liftReadOnly, withServer } from "./lib/db";
 import { docker, inspectContainer, onHost } from "./lib/docker";
-import { StepError, progress, sleep } from "./lib/log";
+import { StepError, pollUntil, progress } from "./lib/log";
 import { databasePassword } from "./lib/secrets";
 import { DockerEndpoint, NodeRef, StepSpec } from "./lib/spec";
 
@@ -38,12 +38,12 @@ function byHost(nodes: NodeRef[]): Array<{ endpoint?: DockerEndpoint; nodes: Nod
 
 /** Stops every node gracefully (SIGQUIT, `drainSeconds` to drain), host by host, and confirms each is down. */
 async function stopNodes(spec: Stop): Promise<object> {
-    const absent: string[] = [];
     // Hosts drain in parallel: the downtime is one drain period, not one per host.
-    const stopped = await Promise.all(byHost(spec.cluster.nodes).map(async ({ endpoint, nodes }) => {
+    const perHost = await Promise.all(byHost(spec.cluster.nodes).map(async ({ endpoint, nodes }) => {
         const here: string[] = [];
-        for (const node of nodes) ((await inspectContainer(node.container, endpoint)) ? here : absent).push(node.container);
-        if (here.length === 0) return here;
+        const gone: string[] = [];
+        for (const node of nodes) ((await inspectContainer(node.container, endpoint)) ? here : gone).push(node.container);
+        if (here.length === 0) return { here, gone };
         progress(`stopping ${spec.cluster.version}${onHost(endpoint)}: ${here.join(", ")} (${spec.drainSeconds}s to drain)`);
         const r = await docker(["stop", "--time", String(spec.drainSeconds), ...here], {}, spec.drainSeconds + 60, endpoint);
         if (r.code !== 0) throw new StepError(`docker stop${onHost(endpoint)} failed: ${r.stderr.trim()}`);
@@ -51,9 +51,10 @@ async function stopNodes(spec: Stop): Promise<object> {
             const s = await inspectContainer(name, endpoint);
             if (s?.running) throw new StepError(`${name} is still running${onHost(endpoint)} after docker stop`);
         }
-        return here;
+        return { here, gone };
     }));
-    const present = stopped.flat();
+    const present = perHost.flatMap((h) => h.here);
+    const absent = perHost.flatMap((h) => h.gone);
     if (absent.length > 0) progress(`not present, nothing to stop: ${absent.join(", ")}`);
     progress(`cluster ${spec.cluster.version} is down`);
     return { stopped: present, absent };
@@ -74,15 +75,10 @@ export async function startCluster(spec: Start): Promise<object> {
     const deadline = Date.now() + spec.timeoutSeconds * 1000;
     for (const { endpoint, nodes } of groups) {
         for (const { container: name } of nodes) {
-            for (;;) {
+            await pollUntil(deadline, async () => {
                 const s = await inspectContainer(name, endpoint);
-                if (s?.running && (s.health === "healthy" || s.health === "")) break;
-                if (Date.now() > deadline) {
-                    throw new StepError(`${name} is not healthy after ${spec.timeoutSeconds}s (running: ${s?.running}, health: ${s?.health}); ` +
-                        `see docker logs ${name}${onHost(endpoint)}`);
-                }
-                await sleep(500);
-            }
+                return s?.running && (s.health === "healthy" || s.health === "") ? undefined : `running: ${s?.running}, health: ${s?.health}`;
+            }, (last) => `${name} is not healthy after ${spec.timeoutSeconds}s (${last}); see docker logs ${name}${onHost(endpoint)}`);
         }
     }
     const names = spec.cluster.nodes.map((n) => n.container);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { exec } from "./lib/exec";
-import { StepError, progress, sleep } from "./lib/log";
+import { StepError, pollUntil, progress } from "./lib/log";
 import { StepSpec } from "./lib/spec";
 
 type ClusterCert = Extract<StepSpec, { step: "cluster-cert" }>;
@@ -34,18 +34,14 @@ export async function clusterCert(spec: ClusterCert): Promise<{ cert: string; ke
 export async function ready(spec: Ready): Promise<object> {
     const deadline = Date.now() + spec.timeoutSeconds * 1000;
     for (const node of spec.cluster.nodes) {
-        let last = "no answer";
-        for (;;) {
+        await pollUntil(deadline, async () => {
             try {
                 const r = await fetch(`${node.statusUrl}/status/ready`, { signal: AbortSignal.timeout(5000) });
-                if (r.status === 200) break;
-                last = `${r.status} ${await r.text()}`;
+                return r.status === 200 ? undefined : `${r.status} ${await r.text()}`;
             } catch (e) {
-                last = (e as Error).message;
+                return (e as Error).message;
             }
-            if (Date.now() > deadline) throw new StepError(`${node.container} is not ready after ${spec.timeoutSeconds}s (${last}); see docker logs ${node.container}`);
-            await sleep(500);
-        }
+        }, (last) => `${node.container} is not ready after ${spec.timeoutSeconds}s (${last}); see docker logs ${node.container}`);
         progress(`${node.container} is ready`);
     }
     return { ready: spec.cluster.nodes.map((n) => n.container) };

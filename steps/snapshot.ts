@@ -5,7 +5,7 @@
 import { mkdirSync, statSync, writeFileSync } from "fs";
 import * as path from "path";
 import {
-    databaseExists, databaseSize, describeSessions, entityCounts, freezeReadOnly, liftReadOnly, quoteIdent, readSchemaMeta,
+    allowConnections, databaseExists, databaseSize, describeSessions, entityCounts, freezeReadOnly, liftReadOnly, quoteIdent, readSchemaMeta,
     sessionsOn, setDatabaseNote, terminateSessions, withDatabase, withServer,
 } from "./lib/db";
 import { StepError, progress, stamp } from "./lib/log";
@@ -96,14 +96,14 @@ async function takeSnapshot(spec: Snapshot): Promise<SnapshotNote> {
         if (spec.online) {
             // A template copy needs no session on the source: hold X's reconnects off for the copy
             // (its nodes keep proxying from their caches), then end the sessions that remain.
-            await c.query(`ALTER DATABASE ${quoteIdent(source)} WITH ALLOW_CONNECTIONS false`);
+            await allowConnections(c, source, false);
             await terminateSessions(c, source);
         }
         const takenAt = new Date().toISOString();
         progress(`CREATE DATABASE ${name} TEMPLATE ${source}`);
         try {
             await c.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(source)}`);
-            if (spec.online) await c.query(`ALTER DATABASE ${quoteIdent(source)} WITH ALLOW_CONNECTIONS true`);
+            if (spec.online) await allowConnections(c, source, true);
         } catch (e) {
             const msg = (e as Error).message;
             throw new StepError(`snapshot copy of ${source} failed: ${msg}` + (/being accessed/.test(msg)
@@ -111,7 +111,7 @@ async function takeSnapshot(spec: Snapshot): Promise<SnapshotNote> {
                 : /permission denied/.test(msg) ? `. Kong's role needs CREATEDB for template snapshots, or use upgrade.snapshotStrategy: dump` : ""));
         }
         // Nobody connects to a snapshot by mistake; restore allows connections again.
-        await c.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS false`);
+        await allowConnections(c, name, false);
         const note: SnapshotNote = { ...base, takenAt, sizeBytes: await databaseSize(c, name) };
         await setDatabaseNote(c, name, note);
         progress(`snapshot ${name}: ${(note.sizeBytes / 1e6).toFixed(1)} MB`);

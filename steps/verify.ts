@@ -3,7 +3,7 @@
 // are all there, and an optional request through each proxy gets a non-5xx answer.
 import { entityCounts, withDatabase } from "./lib/db";
 import { migrationsList } from "./lib/kong";
-import { StepError, parseStepResult, progress, sleep } from "./lib/log";
+import { StepError, parseStepResult, pollUntil, progress } from "./lib/log";
 import { EXPECT_ENV, NodeRef, StepSpec } from "./lib/spec";
 import { databasePassword } from "./lib/secrets";
 
@@ -20,20 +20,16 @@ async function fetchJson(url: string): Promise<{ status: number; body: unknown }
 }
 
 /** Waits until the node's /status says database.reachable: true. Kong answers 200 either way (kong-facts §3.4). */
-async function waitForStatus(node: NodeRef, deadline: number): Promise<void> {
-    let last = "no answer";
-    for (;;) {
+function waitForStatus(node: NodeRef, deadline: number): Promise<void> {
+    return pollUntil(deadline, async () => {
         try {
             const { body } = await fetchJson(`${node.statusUrl}/status`);
             const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
-            if (reachable === true) return;
-            last = `database.reachable is ${String(reachable)}`;
+            return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
         } catch (e) {
-            last = (e as Error).message;
+            return (e as Error).message;
         }
-        if (Date.now() > deadline) throw new StepError(`${node.container}: ${node.statusUrl}/status not ready in time (${last})`);
-        await sleep(500);
-    }
+    }, (last) => `${node.container}: ${node.statusUrl}/status not ready in time (${last})`);
 }
 
 /** Entity counts the verify compares with: the snapshot's (upgrade) or the restored snapshot's (rollback). */

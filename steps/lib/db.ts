@@ -128,16 +128,16 @@ export interface Session {
  * Clients connected to `name`. Background workers (autovacuum) are not counted: PostgreSQL ends
  * them itself before CREATE DATABASE … TEMPLATE and ALTER DATABASE … RENAME.
  */
+const CLIENT_SESSIONS_ON = "FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+
 export async function sessionsOn(c: Client, name: string): Promise<Session[]> {
-    const r = await c.query<Session>(
-        `SELECT pid, usename, application_name, client_addr::text AS client_addr
-           FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, [name]);
+    const r = await c.query<Session>(`SELECT pid, usename, application_name, client_addr::text AS client_addr ${CLIENT_SESSIONS_ON}`, [name]);
     return r.rows;
 }
 
+/** Ends the clients `sessionsOn` counts; returns how many. */
 export async function terminateSessions(c: Client, name: string): Promise<number> {
-    const r = await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`, [name]);
+    const r = await c.query(`SELECT pg_terminate_backend(pid) ${CLIENT_SESSIONS_ON}`, [name]);
     return r.rowCount ?? 0;
 }
 
@@ -202,5 +202,10 @@ export async function freezeReadOnly(c: Client, name: string): Promise<void> {
 /** Lifts the freeze; harmless when there is none. */
 export async function liftReadOnly(c: Client, name: string): Promise<void> {
     await c.query(`ALTER DATABASE ${quoteIdent(name)} RESET default_transaction_read_only`);
-    await c.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS true`);
+    await allowConnections(c, name, true);
+}
+
+/** Whether new sessions may connect to `name` (snapshots refuse them; a template copy needs none). */
+export async function allowConnections(c: Client, name: string, allow: boolean): Promise<void> {
+    await c.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS ${allow}`);
 }

@@ -28,3 +28,16 @@ export function stamp(d = new Date()): string {
 export function sleep(ms: number): Promise<void> {
     return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * Asks `check` every half second until it answers undefined (done); its other answers say what
+ * it saw. Past `deadline` (ms since the epoch), fails with `timedOut(last answer)`.
+ */
+export async function pollUntil(deadline: number, check: () => Promise<string | undefined>, timedOut: (last: string) => string): Promise<void> {
+    for (;;) {
+        const seen = await check();
+        if (seen === undefined) return;
+        if (Date.now() > deadline) throw new StepError(timedOut(seen));
+        await sleep(500);
+    }
+}
