@@ -422,7 +422,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         }
         const port = d.integer("port", 5432, 1, 65535);
         const containerHost = d.string("containerHost", host) ?? "";
-        if (/^(localhost|127\.|::1$)/.test(containerHost)) {
+        if (isLoopback(containerHost)) {
             problems.push(`database.host "${containerHost}" is the loopback address, which Kong's containers cannot reach; ` +
                 `set database.containerHost to an address of the server that the containers can reach (e.g. host.docker.internal)`);
         }

@@ -25,6 +25,11 @@ function endpoint(h: DockerHost): DockerEndpoint {
     return { host: h.endpoint, certPath: h.certPath };
 }
 
+/** An address as the host part of a URL or host:port (IPv6 in brackets). */
+function urlHost(address: string): string {
+    return address.includes(":") ? `[${address}]` : address;
+}
+
 export interface KongDeploymentArgs {
     /** Validated settings (config.ts): what runs now, what to upgrade to, where the database is. */
     settings: Settings;
@@ -62,6 +67,8 @@ export class KongDeployment extends pulumi.ComponentResource {
     private readonly args: KongDeploymentArgs;
     private readonly done = new Map<string, pulumi.Resource[]>();
     private readonly hosts: HostResources[] = [];
+    /** placement.ts's answer for each kind of node, worked out once. */
+    private readonly placed: Record<NodeKind, DockerHost[]>;
     private readonly dataPlanes = new Map<string, KongDataPlanes>();
     /** Hybrid: the cluster certificate and key, secret. */
     private clusterCert?: pulumi.Output<{ cert: string; key: string }>;
@@ -70,6 +77,7 @@ export class KongDeployment extends pulumi.ComponentResource {
         super("kong-upgrade:index:KongDeployment", name, {}, opts);
         this.s = args.settings;
         this.args = args;
+        this.placed = { node: placement(this.s, "node"), cp: placement(this.s, "cp"), dp: placement(this.s, "dp") };
         this.runbook = planRunbook(this.s);
         if (this.s.kong.role === "hybrid") {
             const running = !this.s.upgrade ? undefined : this.s.upgrade.rollback ? this.s.upgrade.to : this.s.kong.version;
@@ -168,14 +176,14 @@ export class KongDeployment extends pulumi.ComponentResource {
         const out: Record<string, string> = {};
         const kinds: NodeKind[] = this.s.kong.role === "hybrid" ? ["cp", "dp"] : ["node"];
         for (const kind of kinds) {
-            placement(this.s, kind).forEach((h, i) => { out[names.container(this.s.stack, v, i, kind)] = h.name; });
+            this.placed[kind].forEach((h, i) => { out[names.container(this.s.stack, v, i, kind)] = h.name; });
         }
         return out;
     }
 
     /** The host resources of node `i` of `kind`, as placement.ts places it. */
     private hostResources(kind: NodeKind, i: number): HostResources {
-        const placed = placement(this.s, kind)[i];
+        const placed = this.placed[kind][i];
         return placed ? this.hosts.find((h) => h.host?.name === placed.name)! : this.hosts[0];
     }
 
@@ -187,8 +195,7 @@ export class KongDeployment extends pulumi.ComponentResource {
     /** Where the step programs reach a port published on `address` of node i's host. */
     private reach(kind: NodeKind, i: number, address: string): string {
         const host = this.hostResources(kind, i).host;
-        const at = isWildcard(address) ? (host?.address ?? "127.0.0.1") : address;
-        return at.includes(":") ? `[${at}]` : at;
+        return urlHost(isWildcard(address) ? (host?.address ?? "127.0.0.1") : address);
     }
 
     private imageRef(v: KongVersion): string {
@@ -307,8 +314,7 @@ export class KongDeployment extends pulumi.ComponentResource {
         const k = this.s.kong;
         if (k.clusterControlPlane) return k.clusterControlPlane;
         if (this.s.docker.hosts.length < 2) return `${CONTROL_PLANE_ALIAS}:8005`;
-        const address = this.hostResources("cp", 0).host!.address;
-        return `${address.includes(":") ? `[${address}]` : address}:${nodePorts(k.ports, 0).cluster}`;
+        return `${urlHost(this.hostResources("cp", 0).host!.address)}:${nodePorts(k.ports, 0).cluster}`;
     }
 
     private certEnv(): pulumi.Output<string>[] {

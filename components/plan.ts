@@ -2,7 +2,7 @@
 // deletes at the end. Pure: the components build exactly these steps, and `npm run plan` and the
 // `runbook` stack output print them.
 import { Settings } from "./config";
-import { placement } from "./placement";
+import { placement, toolsHost } from "./placement";
 import { KongVersion, upgradeChain, versionSlug } from "./versions";
 
 export type Mode = "steady" | "upgrade" | "rollback";
@@ -128,10 +128,9 @@ export function planRunbook(s: Settings): Runbook {
     add({ kind: "images", resources: imageNames,
         title: `images present before anything stops: ${images.map(image).join(", ")}` +
             (hosts.length > 0 ? ` on every Docker host (${hosts.map((h) => h.name).join(", ")})` : "") }, []);
-    // One-off containers (bootstrap, migrations) run on the first host listed.
     add({ kind: "bootstrap", resources: [names.bootstrap],
         title: `kong migrations bootstrap with ${image(x)}, only if \`kong migrations list\` says the database needs it (exit 3)` },
-        [names.database, names.image(x, hosts[0]?.name)]);
+        [names.database, names.image(x, toolsHost(s)?.name)]);
     const certs = hybrid && s.kong.clusterCert === undefined;
     if (certs) {
         add({ kind: "cluster-cert", resources: [names.clusterCert],
@@ -139,13 +138,14 @@ export function planRunbook(s: Settings): Runbook {
     }
     const cpAfter = (base: string[]) => (certs ? [...base, names.clusterCert] : base);
     /** Data planes of `v`, one at a time: stop the old one (if any), start the new, wait until it has configuration. */
+    const dataPlaneHosts = placement(s, "dp");
     const rollDataPlanes = (v: KongVersion, from: KongVersion | undefined, restart: boolean) => {
         for (let i = 0; i < s.kong.dataPlanes; i++) {
             if (from) {
                 add({ kind: "stop-data-plane", resources: [names.stopDataPlane(from, i)], version: from, index: i,
                     title: `stop data plane ${i} of ${from.text}; the others keep serving` });
             }
-            const host = hosts.length > 1 ? ` on ${placement(s, "dp")[i].name}` : "";
+            const host = hosts.length > 1 ? ` on ${dataPlaneHosts[i].name}` : "";
             add({ kind: "data-plane", resources: [names.node(v, i, "dp")], version: v, index: i,
                 title: `data plane ${i} of ${image(v)}${host} (KONG_ROLE=data_plane, database off), waited on until healthy` });
             if (restart) {
