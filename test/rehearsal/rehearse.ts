@@ -8,6 +8,7 @@ import { mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
+import { sleep } from "../../steps/lib/log";
 import { TimelineEntry } from "./engine";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -252,7 +253,7 @@ async function probeProxy<T>(port: number, during: () => Promise<T>): Promise<[T
             const at = Date.now();
             const status = await fetch(`http://127.0.0.1:${port}/orders`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0);
             seen.push({ at, status });
-            await new Promise((r) => setTimeout(r, 100));
+            await sleep(100);
         }
     })();
     try {
@@ -269,7 +270,7 @@ async function chainOnlineSnapshot(): Promise<void> {
     const cfg = base(stack, 21000, 1);
     assert.ok((await up(stack, cfg, `fresh Kong ${X}, 1 node`)).ok);
     await writeEntities(21001);
-    await new Promise((r) => setTimeout(r, 1500)); // the node's router picks the routes up
+    await sleep(1500); // the node's router picks the routes up
     const [run, probes] = await probeProxy(21000, () => up(stack, { ...cfg, upgrade: { to: FIRST_HOP, onlineSnapshot: true } },
         `upgrade to ${FIRST_HOP} with an online snapshot, X's proxy probed throughout`));
     assert.ok(run.ok);
@@ -305,7 +306,7 @@ async function chainHybrid(): Promise<void> {
         const ok = await Promise.all(dpProxy.map((p) => fetch(`http://127.0.0.1:${p}/orders`).then((r) => r.status === 200, () => false)));
         if (ok.every(Boolean)) break;
         assert.ok(i < 39, "data planes never received the routes from the control plane");
-        await new Promise((r) => setTimeout(r, 250));
+        await sleep(250);
     }
     const [[run, probes1], probes0] = await probeProxy(dpProxy[0], () => probeProxy(dpProxy[1],
         () => up(stack, { ...hybrid, upgrade: { to: FIRST_HOP } }, `upgrade the hybrid cluster to ${FIRST_HOP}, data planes probed throughout`)));
@@ -359,7 +360,7 @@ async function secondDockerd(): Promise<(() => Promise<void>) | string> {
             child.kill("SIGTERM");
             return `the second dockerd did not start:\n${readFileSync(logFile, "utf8").split("\n").slice(-15).join("\n")}`;
         }
-        await new Promise((r) => setTimeout(r, 250));
+        await sleep(250);
     }
     return async () => {
         child.kill("SIGTERM");
@@ -417,14 +418,15 @@ async function chainHosts(): Promise<void> {
             } catch (e) {
                 await c.end().catch(() => undefined);
                 assert.ok(i < 120, `the external database did not come up: ${(e as Error).message}`);
-                await new Promise((r) => setTimeout(r, 250));
+                await sleep(250);
             }
         }
         const port = 23000;
+        const containerHost = machineAddress();
         const one = (nodes: number, hosts: unknown[]): Config => ({
             kong: { version: X, image: KONG_IMAGE, nodes, drainSeconds: 2, healthTimeoutSeconds: 90,
                 ports: { proxy: port, admin: port + 1, status: port + 100 }, ...(SIMULATED ? { smokePath: "/orders" } : {}) },
-            database: { mode: "external", host: "127.0.0.1", port: dbPort, containerHost: machineAddress(), password: PASSWORD },
+            database: { mode: "external", host: "127.0.0.1", port: dbPort, containerHost, password: PASSWORD },
             docker: { hosts },
         });
         const a = { name: "a", host: HOST_A };
