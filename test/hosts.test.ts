@@ -64,6 +64,8 @@ describe("several Docker hosts", () => {
         assert.ok(steady.waitsFor("kong-3-4-3-node-1", "image-kong-3-4-3-on-edge-b"));
         assert.deepEqual(steady.outputs.placement,
             { "test-kong-3-4-3-node-0": "local", "test-kong-3-4-3-node-1": "edge-b", "test-kong-3-4-3-node-2": "local" });
+        assert.ok((upgrade.outputs.runbook as string[]).some((l) => l.includes("3 node(s) of kong:3.5.0 (0, 2 on local; 1 on edge-b)")),
+            "the runbook names each node's host");
     });
 
     it("puts Y's node i on X's node i's host with the same ports, so load balancer targets stay valid", () => {
