@@ -31,6 +31,6 @@ volume=kong-upgrade-dev-pgdata
         echo "  - $((files)) file(s) in $dumps: dump snapshots with their .json records, declarative exports"
         echo "      remove them: rm -r $dumps"
     fi
-    echo "  - the Docker images it pulled (Kong's, PostgreSQL's): docker image ls; docker image rm <image> frees the space"
-    echo "  - the dev stack itself, now empty, and its configuration: npm run up:dev starts from them again"
+    echo "  - the Docker images it pulled: docker image ls; docker image rm <image> frees the space"
+    echo "  - the dev stack itself, now empty, and its configuration (Pulumi.dev.yaml)"
 } >&2
