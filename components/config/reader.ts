@@ -1,6 +1,6 @@
 // The reader framework: reads one config object field by field, collecting every problem (with the
 // key's full name) instead of stopping at the first, and falling back to the documented default.
-import { KongVersion, parseVersion } from "../versions";
+import { KongVersion, VersionError, parseVersion } from "../versions";
 import { closeEnough } from "./hints";
 
 export type Obj = Record<string, unknown>;
@@ -71,16 +71,56 @@ export class Reader {
         return v;
     }
 
+    /**
+     * A secret (password, secret setting): kept byte for byte, never trimmed, never empty, and
+     * never repeated in a message.
+     */
+    secret(key: string): string | undefined {
+        const v = this.obj[key];
+        if (v === undefined || v === null) return undefined;
+        const problem = secretValueProblem(`${this.prefix}.${key}`, v);
+        if (problem) {
+            this.problems.push(problem);
+            return undefined;
+        }
+        return v as string;
+    }
+
     version(key: string): KongVersion | undefined {
         const v = this.obj[key];
         if (v === undefined || v === null) return undefined;
         try {
-            return parseVersion(v, `${this.prefix}.${key}`);
+            return exactVersion(v, `${this.prefix}.${key}`);
         } catch (e) {
             this.problems.push((e as Error).message);
             return undefined;
         }
     }
+}
+
+/** Why a secret value is refused (its value never appears in the message), or undefined. */
+export function secretValueProblem(key: string, v: unknown): string | undefined {
+    if (typeof v === "number" || typeof v === "boolean") {
+        // `pulumi config set --path` stores digits as a number (dropping leading zeros) and true/false as a boolean.
+        return `${key} was stored as a ${typeof v}, not as text: set it again with --type string ` +
+            `(pulumi config set --secret --type string --path ${key} …)`;
+    }
+    if (typeof v !== "string") return `${key} must be text, not ${Array.isArray(v) ? "a list" : `a ${typeof v}`}: pulumi config set --secret --path ${key} …`;
+    if (v === "") return `${key} is empty: set it (pulumi config set --secret --path ${key} …), or remove it`;
+    return undefined;
+}
+
+/**
+ * parseVersion, and no part written with a leading zero: Kong's tags have none, so `3.04.2`
+ * would name an image that does not exist while comparing equal to 3.4.2.
+ */
+export function exactVersion(v: unknown, what: string): KongVersion {
+    const parsed = parseVersion(v, what);
+    if (parsed.text.split(".").some((part) => /^0\d/.test(part))) {
+        const fixed = parsed.text.split(".").map((part) => String(Number(part))).join(".");
+        throw new VersionError(`${what} is "${parsed.text}", which has a leading zero, and Kong's image tags have none: write "${fixed}"`);
+    }
+    return parsed;
 }
 
 export function isObject(v: unknown): v is Obj {

@@ -2,25 +2,27 @@
 // cross-field rules. Pure: takes the parsed JSON of each key, returns typed settings, or throws a
 // ConfigError naming every problem and what to change. Runs before any resource exists, so a
 // wrong request fails `pulumi preview` and changes nothing.
-import { KongVersion, VersionError, compareVersions, parseVersion, upgradeChain } from "../versions";
-import { ADDRESS_PATTERN, HOSTNAME_PATTERN, HOST_NAME_PATTERN, defaultHostName, isLoopback, parseDockerEndpoint } from "./endpoints";
+import { KongVersion } from "../versions";
+import { HOST_NAME_PATTERN, defaultHostName, hostAddressProblem, ipAddressProblem, isLoopback, parseDockerEndpoint } from "./endpoints";
+import { kongSettingProblem } from "./env";
 import { closeEnough } from "./hints";
-import { portProblems } from "./ports";
-import { Reader, isObject, rootObject } from "./reader";
-import { hostProblems } from "./rules";
+import { imageReferenceProblem, kongImageProblem } from "./images";
+import { databasePortProblem, portProblems, publishedPorts } from "./ports";
+import { Reader, exactVersion, isObject, rootObject, secretValueProblem } from "./reader";
+import { clusterControlPlaneProblems, hostProblems, sslRootCertProblems, upgradePathProblems } from "./rules";
 import {
     ConfigError, DatabaseSettings, DockerHost, DockerSettings, EMBEDDED_DATABASE_ALIAS, KongPorts, KongSettings, RawConfig, Settings,
     UpgradeSettings,
 } from "./types";
 
-const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "ports", "adminAddress", "proxyAddress",
+const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "secretEnv", "ports", "adminAddress", "proxyAddress",
     "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license", "role", "dataPlanes",
     "clusterCert", "clusterCertKey", "clusterControlPlane"] as const;
 const PORT_KEYS = ["proxy", "admin", "status", "stride", "dpProxy", "dpStatus", "cluster"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
     "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
-    "schema", "image", "adminPassword"] as const;
+    "schema", "image", "adminPassword", "sslRootCert"] as const;
 const DOCKER_KEYS = ["hosts"] as const;
 const HOST_KEYS = ["name", "host", "certPath", "address", "firstNode", "firstDataPlane"] as const;
 export const ROOT_KEYS = ["kong", "upgrade", "database", "docker"] as const;
@@ -34,8 +36,28 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         const near = ROOT_KEYS.find((c) => closeEnough(c, k));
         problems.push(`unknown key kong-upgrade:${k}` + (near ? ` (did you mean kong-upgrade:${near}?)` : `; known keys: ${ROOT_KEYS.join(", ")}`));
     }
+    const { kong, version } = readKong(problems, raw.kong);
+    const database = readDatabase(problems, raw.database);
+    const { upgrade, checkPath } = readUpgrade(problems, raw.upgrade, kong);
+    const docker = readDocker(problems, raw.docker);
 
-    const kongObj = rootObject(problems, "kong", raw.kong, true)!;
+    const hybrid = kong.role === "hybrid";
+    const clusterListeners = hybrid && docker.hosts.length > 1 ? kong.nodes : 0;
+    problems.push(...portProblems(kong.ports, kong.nodes, kong.dataPlanes, clusterListeners, hybrid));
+    if (database.mode === "embedded") {
+        const clash = databasePortProblem(database.port, publishedPorts(kong.ports, kong.nodes, kong.dataPlanes, clusterListeners, hybrid), hybrid);
+        if (clash) problems.push(clash);
+    }
+    if (upgrade && version && checkPath) problems.push(...upgradePathProblems(version, upgrade));
+    problems.push(...hostProblems(docker, kong, database, upgrade));
+
+    if (problems.length > 0) throw new ConfigError(problems);
+    return { stack, kong, upgrade, database, docker, network: `kong-upgrade-${stack}` };
+}
+
+/** `kong-upgrade:kong`; `version` is undefined when kong.version is missing or wrong. */
+function readKong(problems: string[], raw: unknown): { kong: KongSettings; version?: KongVersion } {
+    const kongObj = rootObject(problems, "kong", raw, true)!;
     const k = new Reader(problems, "kong", kongObj);
     k.unknownKeys(KONG_KEYS);
     const version = k.version("version");
@@ -56,34 +78,30 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
     const nodes = k.integer("nodes", role === "hybrid" ? 1 : 2, 1, 64);
     const dataPlanes = role === "hybrid" ? k.integer("dataPlanes", 2, 1, 64) : 0;
     for (const key of ["dataPlanes", "clusterCert", "clusterCertKey", "clusterControlPlane"]) {
-        if (role !== "hybrid" && kongObj[key] !== undefined) problems.push(`kong.${key} only applies to kong.role: hybrid`);
+        if (role !== "hybrid" && kongObj[key] !== undefined) problems.push(`kong.${key} only applies to kong.role: hybrid; remove it, or set kong.role to "hybrid"`);
     }
     if ((kongObj.clusterCert === undefined) !== (kongObj.clusterCertKey === undefined)) {
-        problems.push(`kong.clusterCert and kong.clusterCertKey go together (both secrets); leave both out to have them generated`);
+        problems.push(`kong.clusterCert and kong.clusterCertKey go together (both secrets); set both, or leave both out to have them generated`);
     }
-    const envObj = k.object("env") ?? {};
-    const env: Record<string, string> = {};
-    for (const [name, value] of Object.entries(envObj)) {
-        if (!/^KONG_[A-Z0-9_]+$/.test(name)) {
-            problems.push(`kong.env.${name}: only KONG_* settings belong here (Kong reads every kong.conf property as KONG_<NAME>)`);
-        } else if (/^KONG_(PG_|DATABASE$|PLUGINS$|LICENSE_DATA$)/.test(name)) {
-            problems.push(`kong.env.${name} is managed by the program; set it through kong.plugins, kong.license or database.* instead`);
-        } else if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
-            problems.push(`kong.env.${name} must be a string`);
-        } else {
-            env[name] = String(value);
-        }
+    const env = readKongSettings(problems, "kong.env", k.object("env") ?? {});
+    const secretEnv = readKongSettings(problems, "kong.secretEnv", k.object("secretEnv") ?? {});
+    for (const name of Object.keys(secretEnv)) {
+        if (name in env) problems.push(`kong.env.${name} is also set in kong.secretEnv: keep it in one place; remove it from kong.env`);
     }
+    const image = k.string("image", "kong")!;
+    const imageProblem = kongImageProblem("kong.image", image);
+    if (imageProblem) problems.push(imageProblem);
     const kong: KongSettings = {
         version: version ?? { major: 0, minor: 0, rest: [0], text: "0.0.0" },
-        image: k.string("image", "kong")!,
+        image,
         nodes,
         role,
         dataPlanes,
-        clusterCert: k.string("clusterCert"),
-        clusterCertKey: k.string("clusterCertKey"),
+        clusterCert: k.secret("clusterCert"),
+        clusterCertKey: k.secret("clusterCertKey"),
         plugins: k.string("plugins", "bundled")!,
         env,
+        secretEnv,
         ports,
         adminAddress: k.string("adminAddress", "127.0.0.1")!,
         proxyAddress: k.string("proxyAddress", "0.0.0.0")!,
@@ -92,122 +110,154 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         healthTimeoutSeconds: k.integer("healthTimeoutSeconds", 120, 5, 3600),
         clusterControlPlane: k.string("clusterControlPlane"),
         smokePath: k.string("smokePath"),
-        license: k.string("license"),
+        license: k.secret("license"),
     };
     for (const key of ["adminAddress", "proxyAddress"] as const) {
-        if (!ADDRESS_PATTERN.test(kong[key])) problems.push(`kong.${key} must be an IP address such as 127.0.0.1, not "${kong[key]}"`);
+        const problem = ipAddressProblem(`kong.${key}`, kong[key]);
+        if (problem) problems.push(problem);
     }
+    if (kong.clusterControlPlane !== undefined) problems.push(...clusterControlPlaneProblems(kong.clusterControlPlane));
     if (kong.smokePath !== undefined && !kong.smokePath.startsWith("/")) {
-        problems.push(`kong.smokePath must start with "/", not "${kong.smokePath}"`);
+        problems.push(`kong.smokePath must start with "/": set it to a path such as "/${kong.smokePath}", not "${kong.smokePath}"`);
     }
+    return { kong, version };
+}
 
-    const dbObj = rootObject(problems, "database", raw.database, false) ?? {};
+/**
+ * kong.env or kong.secretEnv: KONG_* names the program does not manage. Values are text as
+ * written; numbers and booleans (as `pulumi config set --path` stores them) become their text.
+ * Secret values are kept byte for byte and never repeated in a message.
+ */
+function readKongSettings(problems: string[], field: "kong.env" | "kong.secretEnv", obj: Record<string, unknown>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(obj)) {
+        const nameProblem = kongSettingProblem(field, name);
+        if (nameProblem) {
+            problems.push(nameProblem);
+        } else if (field === "kong.secretEnv") {
+            const problem = typeof value === "number" || typeof value === "boolean" ? undefined : secretValueProblem(`${field}.${name}`, value);
+            if (problem) problems.push(problem);
+            else out[name] = String(value);
+        } else if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
+            problems.push(`${field}.${name} must be text, a number or true/false, not ${Array.isArray(value) ? "a list" : "an object"}: write Kong's value as text`);
+        } else {
+            out[name] = String(value);
+        }
+    }
+    return out;
+}
+
+/** `kong-upgrade:database`. */
+function readDatabase(problems: string[], raw: unknown): DatabaseSettings {
+    const dbObj = rootObject(problems, "database", raw, false) ?? {};
     const d = new Reader(problems, "database", dbObj);
     d.unknownKeys(DATABASE_KEYS);
     const mode = d.oneOf("mode", ["embedded", "external"] as const, "embedded");
-    const password = d.string("password");
-    if (password === undefined && dbObj.password === undefined) {
+    const password = d.secret("password");
+    if (dbObj.password === undefined || dbObj.password === null) {
         problems.push(`database.password is required: pulumi config set --secret --path database.password <password>`);
     }
     const name = d.string("name", "kong")!;
     const user = d.string("user", "kong")!;
     for (const [key, value] of [["name", name], ["user", user]] as const) {
         if (!IDENTIFIER_PATTERN.test(value)) {
-            problems.push(`database.${key} "${value}" must be a lower-case PostgreSQL identifier of at most 48 characters (letters, digits, _)`);
+            problems.push(`database.${key} "${value}" must be a lower-case PostgreSQL identifier of at most 48 characters (letters, digits, _): ` +
+                `set it to e.g. "${value.toLowerCase().replace(/[^a-z0-9_]/g, "_").replace(/^([0-9])/, "_$1").slice(0, 48)}"`);
         }
     }
     const schema = d.string("schema");
-    if (schema !== undefined && !IDENTIFIER_PATTERN.test(schema)) problems.push(`database.schema "${schema}" must be a lower-case PostgreSQL identifier`);
-    let database: DatabaseSettings;
+    if (schema !== undefined && !IDENTIFIER_PATTERN.test(schema)) {
+        problems.push(`database.schema "${schema}" must be a lower-case PostgreSQL identifier (letters, digits, _, at most 48 characters): rename it, or remove it to use the server's search_path`);
+    }
+    const sslmode = d.oneOf("sslmode", ["disable", "require", "verify-ca", "verify-full"] as const, "disable");
+    const sslRootCert = d.string("sslRootCert");
+    problems.push(...sslRootCertProblems(sslmode, sslRootCert));
     if (mode === "embedded") {
         for (const key of ["host", "containerHost"]) {
             if (dbObj[key] !== undefined) problems.push(`database.${key} is for an external server; set database.mode: external, or remove it`);
         }
-        const hostPort = d.integer("port", 15432, 1, 65535);
-        database = {
-            mode, host: "127.0.0.1", port: hostPort, containerHost: EMBEDDED_DATABASE_ALIAS, containerPort: 5432,
-            name, user, password: password ?? "", sslmode: d.oneOf("sslmode", ["disable", "require", "verify-ca", "verify-full"] as const, "disable"),
-            schema, image: d.string("image", "postgres:15")!, adminPassword: d.string("adminPassword") ?? password ?? "",
+        const image = d.string("image", "postgres:15")!;
+        const imageProblem = imageReferenceProblem("database.image", image, "postgres:15");
+        if (imageProblem) problems.push(imageProblem);
+        return {
+            mode, host: "127.0.0.1", port: d.integer("port", 15432, 1, 65535), containerHost: EMBEDDED_DATABASE_ALIAS, containerPort: 5432,
+            name, user, password: password ?? "", sslmode, sslRootCert, schema, image, adminPassword: d.secret("adminPassword"),
         };
-        if (Object.values(ports).includes(hostPort)) problems.push(`database.port ${hostPort} collides with a Kong port; choose another`);
+    }
+    const host = d.string("host");
+    if (host === undefined) {
+        problems.push(`database.host is required when database.mode is external: set it to the PostgreSQL server's address (IP address or host name)`);
     } else {
-        const host = d.string("host");
-        if (host === undefined) problems.push(`database.host is required when database.mode is external: the PostgreSQL server's address`);
-        for (const key of ["image", "adminPassword"]) {
-            if (dbObj[key] !== undefined) problems.push(`database.${key} only applies to the embedded server; remove it`);
-        }
-        const port = d.integer("port", 5432, 1, 65535);
-        const containerHost = d.string("containerHost", host) ?? "";
-        if (isLoopback(containerHost)) {
-            problems.push(`database.host "${containerHost}" is the loopback address, which Kong's containers cannot reach; ` +
-                `set database.containerHost to an address of the server that the containers can reach (e.g. host.docker.internal)`);
-        }
-        database = {
-            mode, host: host ?? "", port, containerHost, containerPort: port, name, user, password: password ?? "",
-            sslmode: d.oneOf("sslmode", ["disable", "require", "verify-ca", "verify-full"] as const, "disable"),
-            schema, image: "", adminPassword: "",
-        };
+        const problem = hostAddressProblem("database.host", host);
+        if (problem) problems.push(problem);
     }
-
-    let upgrade: UpgradeSettings | undefined;
-    const upObj = rootObject(problems, "upgrade", raw.upgrade, false);
-    if (upObj) {
-        const u = new Reader(problems, "upgrade", upObj);
-        u.unknownKeys(UPGRADE_KEYS);
-        const to = u.version("to");
-        const rollback = u.boolean("rollback", false);
-        if (upObj.to === undefined) {
-            problems.push(rollback
-                ? `upgrade.rollback needs upgrade.to: the version of the upgrade being rolled back (cluster Y)`
-                : `upgrade.to is required: the target version of cluster Y, e.g. "3.7.1"; remove the upgrade block to run cluster X unchanged`);
-        }
-        const viaRaw = upObj.via;
-        const via: KongVersion[] = [];
-        if (viaRaw !== undefined && viaRaw !== null) {
-            if (!Array.isArray(viaRaw)) problems.push(`upgrade.via must be a list of versions, e.g. ["3.5.0", "3.6.1"]`);
-            else viaRaw.forEach((v, i) => {
-                try { via.push(parseVersion(v, `upgrade.via[${i}]`)); } catch (e) { problems.push((e as Error).message); }
-            });
-        }
-        const snapshot = u.string("snapshot");
-        if (snapshot !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(snapshot)) {
-            problems.push(`upgrade.snapshot "${snapshot}" is not a database name (lower-case letters, digits, _)`);
-        }
-        upgrade = {
-            to: to ?? kong.version, via, rollback, snapshot,
-            snapshotStrategy: u.oneOf("snapshotStrategy", ["template", "dump"] as const, "template"),
-            restoreStrategy: u.oneOf("restoreStrategy", ["rename", "copy"] as const, "rename"),
-            terminateSessions: u.boolean("terminateSessions", false),
-            onlineSnapshot: u.boolean("onlineSnapshot", false),
-            dumpDirectory: u.string("dumpDirectory", "./snapshots")!,
-            dumpImage: u.string("dumpImage", "postgres:15")!,
-            declarativeExport: u.boolean("declarativeExport", false),
-        };
-        if (to && version) {
-            const cmp = compareVersions(to, version);
-            if (cmp === 0) {
-                problems.push(`upgrade.to equals kong.version (${to.text}): nothing to upgrade; remove the upgrade block`);
-            } else if (cmp < 0) {
-                problems.push(`upgrade.to ${to.text} is older than kong.version ${version.text}: Kong cannot migrate down; ` +
-                    `to undo an upgrade set kong.version to the old version, upgrade.to to the new one and upgrade.rollback: true`);
-            } else if (!rollback || via.length > 0) {
-                try { upgradeChain(version, via, to); } catch (e) {
-                    if (!(e instanceof VersionError)) throw e;
-                    problems.push(e.message);
-                }
-            }
-        }
+    for (const key of ["image", "adminPassword"]) {
+        if (dbObj[key] !== undefined) problems.push(`database.${key} only applies to the embedded server; remove it`);
     }
-
-    const docker = readDocker(problems, raw.docker);
-    const severalHosts = docker.hosts.length > 1;
-    problems.push(...portProblems(ports, nodes, dataPlanes, role === "hybrid" && severalHosts ? nodes : 0));
-    problems.push(...hostProblems(docker, kong, database, upgrade));
-
-    if (problems.length > 0) throw new ConfigError(problems);
-    return { stack, kong, upgrade, database, docker, network: `kong-upgrade-${stack}` };
+    const port = d.integer("port", 5432, 1, 65535);
+    const containerHost = d.string("containerHost", host) ?? "";
+    if (dbObj.containerHost !== undefined) {
+        const problem = hostAddressProblem("database.containerHost", containerHost);
+        if (problem) problems.push(problem);
+    }
+    if (isLoopback(containerHost)) {
+        problems.push(`database.host "${containerHost}" is the loopback address, which Kong's containers cannot reach; ` +
+            `set database.containerHost to an address of the server that the containers can reach (e.g. host.docker.internal)`);
+    }
+    return {
+        mode, host: host ?? "", port, containerHost, containerPort: port, name, user, password: password ?? "",
+        sslmode, sslRootCert, schema, image: "", adminPassword: undefined,
+    };
 }
 
+/** `kong-upgrade:upgrade`; undefined when absent (run X unchanged). */
+function readUpgrade(problems: string[], raw: unknown, kong: KongSettings): { upgrade?: UpgradeSettings; checkPath: boolean } {
+    const upObj = rootObject(problems, "upgrade", raw, false);
+    if (!upObj) return { checkPath: false };
+    const u = new Reader(problems, "upgrade", upObj);
+    u.unknownKeys(UPGRADE_KEYS);
+    const to = u.version("to");
+    const rollback = u.boolean("rollback", false);
+    if (upObj.to === undefined) {
+        problems.push(rollback
+            ? `upgrade.rollback needs upgrade.to: the version of the upgrade being rolled back (cluster Y)`
+            : `upgrade.to is required: the target version of cluster Y, e.g. "3.7.1"; remove the upgrade block to run cluster X unchanged`);
+    }
+    const viaRaw = upObj.via;
+    const via: KongVersion[] = [];
+    let viaValid = true;
+    if (viaRaw !== undefined && viaRaw !== null) {
+        if (!Array.isArray(viaRaw)) {
+            viaValid = false;
+            problems.push(`upgrade.via must be a list of versions, e.g. ["3.5.0", "3.6.1"]`);
+        } else viaRaw.forEach((v, i) => {
+            try { via.push(exactVersion(v, `upgrade.via[${i}]`)); } catch (e) { viaValid = false; problems.push((e as Error).message); }
+        });
+    }
+    const snapshot = u.string("snapshot");
+    if (snapshot !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(snapshot)) {
+        problems.push(`upgrade.snapshot "${snapshot}" is not a database name (lower-case letters, digits, _): set it to a name from the snapshot stack output, or remove it to restore the newest`);
+    }
+    const dumpDirectory = u.string("dumpDirectory", "./snapshots")!;
+    if (dumpDirectory.includes(":")) {
+        problems.push(`upgrade.dumpDirectory "${dumpDirectory}" contains ":", which docker's -v reads as the end of the host path: set it to a folder whose path has no ":"`);
+    }
+    const dumpImage = u.string("dumpImage", "postgres:15")!;
+    const imageProblem = imageReferenceProblem("upgrade.dumpImage", dumpImage, "postgres:15");
+    if (imageProblem) problems.push(imageProblem);
+    const upgrade: UpgradeSettings = {
+        to: to ?? kong.version, via, rollback, snapshot,
+        snapshotStrategy: u.oneOf("snapshotStrategy", ["template", "dump"] as const, "template"),
+        restoreStrategy: u.oneOf("restoreStrategy", ["rename", "copy"] as const, "rename"),
+        terminateSessions: u.boolean("terminateSessions", false),
+        onlineSnapshot: u.boolean("onlineSnapshot", false),
+        dumpDirectory,
+        dumpImage,
+        declarativeExport: u.boolean("declarativeExport", false),
+    };
+    // The version path is checked only on a readable upgrade.to and upgrade.via.
+    return { upgrade, checkPath: to !== undefined && viaValid };
+}
 
 function readDocker(problems: string[], raw: unknown): DockerSettings {
     const obj = rootObject(problems, "docker", raw, false);
@@ -245,9 +295,8 @@ function readDocker(problems: string[], raw: unknown): DockerSettings {
         }
         if (parsed.scheme !== "tcp" && certPath !== undefined) problems.push(`${at}.certPath only applies to tcp:// endpoints; remove it`);
         const address = h.string("address", parsed.scheme === "unix" ? "127.0.0.1" : parsed.host)!;
-        if (!ADDRESS_PATTERN.test(address) && !HOSTNAME_PATTERN.test(address)) {
-            problems.push(`${at}.address "${address}" must be an IP address or a host name`);
-        }
+        const addressProblem = hostAddressProblem(`${at}.address`, address);
+        if (addressProblem) problems.push(addressProblem);
         const name = h.string("name", defaultHostName(endpoint))!;
         if (!HOST_NAME_PATTERN.test(name)) {
             problems.push(`${at}.name "${name}" must be lower-case letters, digits and "-", at most 31 characters (it is part of resource names)`);

@@ -48,8 +48,15 @@ export interface KongSettings {
     clusterCertKey?: string;
     /** KONG_PLUGINS for nodes and migrations alike (kong-facts §2.3). Default "bundled". */
     plugins: string;
-    /** Extra KONG_* environment for every node and migration run. Default {}. */
+    /** Extra KONG_* environment for every node and migration run, kept in plain text. Default {}. */
     env: Record<string, string>;
+    /**
+     * Secret KONG_* settings (`KONG_PASSWORD`, `KONG_ADMIN_GUI_SESSION_CONF`…) for every node and
+     * migration run, values byte for byte. Read from a secret config value: whoever passes them on
+     * wraps each in `pulumi.secret` and hands them to docker by name, never in a spec or argv.
+     * Default {}.
+     */
+    secretEnv: Record<string, string>;
     ports: KongPorts;
     /** Host address the Admin and Status APIs are published on. Default "127.0.0.1". */
     adminAddress: string;
@@ -120,16 +127,22 @@ export interface DatabaseSettings {
     name: string;
     /** Kong's role. Default "kong". */
     user: string;
-    /** Kong's password (secret). Required. */
+    /** Kong's password (secret), byte for byte. Required. */
     password: string;
     /** KONG_PG_SSL / sslmode. Default "disable". */
     sslmode: SslMode;
+    /**
+     * CA certificate file (PEM) on the machine running Pulumi that verify-ca / verify-full check
+     * the server against; as written (a relative path starts at the project folder). Required for
+     * those modes, refused for the others; its presence is checked at preview.
+     */
+    sslRootCert?: string;
     /** KONG_PG_SCHEMA; unset means the server's search_path decides. */
     schema?: string;
     /** Embedded only: the PostgreSQL image. Default "postgres:15". */
     image: string;
-    /** Embedded only: the superuser password (secret). Default: `password`. */
-    adminPassword: string;
+    /** Embedded only: the superuser password (secret), byte for byte. Unset: the program provides one. */
+    adminPassword?: string;
 }
 
 /** One Docker host of `docker.hosts`. */
