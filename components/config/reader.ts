@@ -23,7 +23,7 @@ export class Reader {
         const v = this.obj[key];
         if (v === undefined || v === null) return fallback;
         if (typeof v !== "string" || v.trim() === "") {
-            this.problems.push(`${this.prefix}.${key} must be a non-empty string, not ${JSON.stringify(v)}`);
+            this.problems.push(`${this.prefix}.${key} must be a non-empty string, not ${JSON.stringify(v)}: set it as text, or remove it`);
             return fallback;
         }
         return v.trim();

@@ -299,7 +299,7 @@ function readDocker(problems: string[], raw: unknown): DockerSettings {
         if (addressProblem) problems.push(addressProblem);
         const name = h.string("name", defaultHostName(endpoint))!;
         if (!HOST_NAME_PATTERN.test(name)) {
-            problems.push(`${at}.name "${name}" must be lower-case letters, digits and "-", at most 31 characters (it is part of resource names)`);
+            problems.push(`${at}.name "${name}" must be lower-case letters, digits and "-", at most 31 characters (it is part of resource names): set ${at}.name to e.g. "${defaultHostName(endpoint)}"`);
         }
         hosts.push({
             name, endpoint, certPath, address,
@@ -315,7 +315,7 @@ function readDocker(problems: string[], raw: unknown): DockerSettings {
         }
         seen.set(h.name, i);
         const same = hosts.findIndex((o) => o.endpoint === h.endpoint);
-        if (same < i) problems.push(`docker.hosts[${i}] repeats the endpoint of docker.hosts[${same}] (${h.endpoint})`);
+        if (same < i) problems.push(`docker.hosts[${i}] repeats the endpoint of docker.hosts[${same}] (${h.endpoint}): remove one of them`);
     });
     return { hosts };
 }
