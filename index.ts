@@ -25,7 +25,8 @@ const settings = readSettings({
 const kong = new KongDeployment("kong", {
     settings,
     password: pulumi.secret(settings.database.password),
-    adminPassword: pulumi.secret(settings.database.adminPassword),
+    // Unset database.adminPassword: Kong's password, as before (a generated one is #11's item 6).
+    adminPassword: pulumi.secret(settings.database.adminPassword ?? settings.database.password),
     license: settings.kong.license !== undefined ? pulumi.secret(settings.kong.license) : undefined,
 });
 

@@ -2,7 +2,7 @@
 // cluster X and cluster Y, so node i of every version lands on the same host and publishes the
 // same ports there (a load balancer's targets stay valid across an upgrade).
 import { DockerHost, Settings } from "./config";
-import type { NodeKind } from "./plan";
+import type { NodeKind } from "./names";
 
 /**
  * Hosts for nodes 0…count-1, in index order: each node goes to the least-loaded host among those

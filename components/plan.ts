@@ -3,7 +3,14 @@
 // `runbook` stack output print them.
 import { Settings } from "./config";
 import { placement, toolsHost } from "./placement";
-import { KongVersion, upgradeChain, versionSlug } from "./versions";
+import { names } from "./names";
+import type { NodeKind } from "./names";
+import { KongVersion, upgradeChain } from "./versions";
+
+// Resource names live in names.ts (placement.ts needs NodeKind without importing the planner);
+// re-exported here so existing imports keep working.
+export { names };
+export type { NodeKind };
 
 export type Mode = "steady" | "upgrade" | "rollback";
 
@@ -34,43 +41,6 @@ export interface Runbook {
     /** Resources no longer declared: the engine deletes them after every step above succeeded. */
     deletions: string[];
 }
-
-// ---- names: every resource name says which step or version it is -------------------------
-
-/** A node's kind in its name: traditional node, hybrid control plane or data plane. */
-export type NodeKind = "node" | "cp" | "dp";
-
-export const names = {
-    cluster: (v: KongVersion) => `kong-${versionSlug(v)}`,
-    dataPlanes: (v: KongVersion) => `kong-${versionSlug(v)}-data-planes`,
-    node: (v: KongVersion, i: number, kind: NodeKind = "node") => `kong-${versionSlug(v)}-${kind}-${i}`,
-    /** Docker's container name: the stack keeps two stacks on one host apart. */
-    container: (stack: string, v: KongVersion, i: number, kind: NodeKind = "node") => `${stack}-kong-${versionSlug(v)}-${kind}-${i}`,
-    clusterCert: "cluster-cert",
-    stopDataPlane: (v: KongVersion, i: number) => `stop-kong-${versionSlug(v)}-dp-${i}`,
-    startDataPlane: (v: KongVersion, i: number) => `start-kong-${versionSlug(v)}-dp-${i}`,
-    ready: (v: KongVersion, i: number) => `ready-kong-${versionSlug(v)}-dp-${i}`,
-    /** A version's image; with docker.hosts, one per host. */
-    image: (v: KongVersion, host?: string) => `image-kong-${versionSlug(v)}${host ? `-on-${host}` : ""}`,
-    /** The stack's Docker network; with docker.hosts, one per host (same Docker name). */
-    network: (host?: string) => (host ? `network-${host}` : "network"),
-    /** The Docker provider of one host of docker.hosts. */
-    dockerProvider: (host: string) => `docker-${host}`,
-    preflight: (from: KongVersion, to: KongVersion) => `preflight-${versionSlug(from)}-to-${versionSlug(to)}`,
-    rollbackPreflight: (from: KongVersion, to: KongVersion) => `preflight-rollback-${versionSlug(to)}-to-${versionSlug(from)}`,
-    stop: (v: KongVersion) => `stop-kong-${versionSlug(v)}`,
-    start: (v: KongVersion) => `start-kong-${versionSlug(v)}`,
-    snapshot: (from: KongVersion, to: KongVersion) => `snapshot-${versionSlug(from)}-to-${versionSlug(to)}`,
-    migrationsUp: (v: KongVersion) => `migrations-up-${versionSlug(v)}`,
-    migrationsFinish: (v: KongVersion) => `migrations-finish-${versionSlug(v)}`,
-    restore: (from: KongVersion, to: KongVersion) => `restore-${versionSlug(from)}-from-${versionSlug(to)}`,
-    verify: (v: KongVersion) => `verify-kong-${versionSlug(v)}`,
-    bootstrap: "bootstrap",
-    database: "database",
-    /** Prefix of snapshot databases of one upgrade; a UTC timestamp completes the name. */
-    snapshotPrefix: (db: string, from: KongVersion, to: KongVersion) =>
-        `${db.slice(0, 16)}_snap_${versionSlug(from).replace(/-/g, "_")}_to_${versionSlug(to).replace(/-/g, "_")}_`,
-};
 
 /** What the nodes of a cluster are called: control planes in hybrid mode, nodes otherwise. */
 export function clusterNodeKind(s: Settings): NodeKind {
