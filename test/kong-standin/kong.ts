@@ -574,7 +574,7 @@ async function start(): Promise<number> {
                 } else if (collection === "plugins") {
                     r = await c.query("INSERT INTO plugins (id, name, config, enabled) VALUES ($1, $2, $3, true) RETURNING *", [id, b.name, JSON.stringify(b.config ?? {})]);
                 } else if (collection === "upstreams") {
-                    r = await c.query("INSERT INTO upstreams (id, name) VALUES ($1, $2) RETURNING *", [id, b.name]);
+                    r = await c.query("INSERT INTO upstreams (id, name, slots) VALUES ($1, $2, 10000) RETURNING *", [id, b.name]);
                 } else {
                     json(res, 405, { message: `POST /${collection} is not supported by the stand-in` });
                     return;
