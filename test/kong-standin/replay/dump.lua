@@ -1,6 +1,8 @@
--- usage: lua5.1 dump.lua <tag>   prints every migration's up SQL and teardown queries, in Kong's order
+-- usage: KONG_REPO=<Kong/kong clone> luajit dump.lua <tag> > dump-<tag>.sql
+-- Prints, in Kong's order, every migration's `up` SQL and the statements its teardown issues against an
+-- empty database (a connector that records queries), loading Kong's Lua modules from the clone at <tag>.
 local tag = arg[1]
-local REPO = "/work/.mirror/Kong+kong/repo"
+local REPO = assert(os.getenv("KONG_REPO"), "set KONG_REPO to a Kong/kong clone")
 local function gitshow(path)
   local p = io.popen("git -C " .. REPO .. " show " .. tag .. ":" .. path .. " 2>/dev/null")
   local s = p:read("*a"); p:close()

@@ -1,3 +1,4 @@
+// Writes ../schema.ts from layout.json (made by replay.ts). Run from the repository root: node test/kong-standin/replay/gen.js
 const l = require(`${process.env.KONG_REPLAY_DIR ?? "/tmp/kongref"}/layout.json`);
 const v = l["3.7.1"];
 const strip = (s) => s.replace(/public\./g, "");
