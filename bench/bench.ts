@@ -50,15 +50,15 @@ async function generate(c: Client, n: number): Promise<void> {
           SELECT gen_random_uuid(), 'consumer-' || i, 'crm-' || md5(i::text), ARRAY['plan-' || (i % 4)] FROM generate_series(1, ${k(0.3)}) i;
         INSERT INTO keyauth_credentials (id, consumer_id, key)
           SELECT gen_random_uuid(), c.id, md5(c.username) || md5(c.custom_id) FROM consumers c;
-        INSERT INTO plugins (id, name, service_id, config)
-          SELECT gen_random_uuid(), (ARRAY['rate-limiting','key-auth','cors','request-transformer'])[i % 4 + 1], s.id,
+        INSERT INTO plugins (id, name, service_id, enabled, config)
+          SELECT gen_random_uuid(), (ARRAY['rate-limiting','key-auth','cors','request-transformer'])[i % 4 + 1], s.id, true,
                  jsonb_build_object('minute', i % 100 + 1, 'policy', 'local', 'fault_tolerant', true, 'hide_client_headers', false,
                    'origins', jsonb_build_array('https://a.example.com', 'https://b.example.com'),
                    'headers', jsonb_build_array('Accept', 'Authorization', 'Content-Type', 'X-Request-Id'),
                    'add', jsonb_build_object('headers', jsonb_build_array('x-team:' || i % 40, 'x-env:prod')))
             FROM generate_series(1, ${k(0.07)}) i
             JOIN (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM services) s ON s.rn = i % ${k(0.1)} + 1;
-        INSERT INTO upstreams (id, name) SELECT gen_random_uuid(), 'upstream-' || i FROM generate_series(1, ${k(0.01)}) i;
+        INSERT INTO upstreams (id, name, slots) SELECT gen_random_uuid(), 'upstream-' || i, 10000 FROM generate_series(1, ${k(0.01)}) i;
         INSERT INTO targets (id, upstream_id, target, weight)
           SELECT gen_random_uuid(), u.id, '10.0.' || (j % 250) || '.' || (j % 200) || ':8080', 100 FROM upstreams u, generate_series(1, 2) j;
         ANALYZE;`);

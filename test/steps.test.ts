@@ -55,7 +55,7 @@ async function writeEntities(db: DbTarget, password: string, n: number): Promise
         INSERT INTO services (id, name, host) SELECT gen_random_uuid(), 'svc-' || i, 'upstream-' || i || '.internal' FROM generate_series(1, ${n}) i;
         INSERT INTO routes (id, name, service_id, paths) SELECT gen_random_uuid(), 'route-' || s.name, s.id, ARRAY['/' || s.name] FROM services s;
         INSERT INTO consumers (id, username) SELECT gen_random_uuid(), 'user-' || i FROM generate_series(1, ${n}) i;
-        INSERT INTO plugins (id, name, service_id, config) SELECT gen_random_uuid(), 'rate-limiting', s.id, '{"minute": 5}' FROM services s;`);
+        INSERT INTO plugins (id, name, service_id, enabled, config) SELECT gen_random_uuid(), 'rate-limiting', s.id, true, '{"minute": 5, "redis_host": "redis.internal"}' FROM services s;`);
 }
 
 const migrate = async (t: { db: DbTarget; password: string }, version: string, phase: "up" | "finish", env: Record<string, string> = {}) =>
@@ -103,8 +103,10 @@ describe("bootstrap", () => {
         const first = ok(await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, t));
         assert.equal(first.bootstrapped, true);
         const meta = await query<{ subsystem: string; executed: string[] }>(t.db, t.password, "SELECT subsystem, executed FROM schema_meta ORDER BY subsystem");
-        assert.deepEqual(meta.map((m) => m.subsystem), ["core", "key-auth", "rate-limiting"]);
-        assert.ok(meta[0].executed.includes("020_330_to_340"));
+        // Kong 3.4's subsystems with KONG_PLUGINS=bundled (core and the plugins that ship migrations).
+        assert.deepEqual(meta.map((m) => m.subsystem), ["acl", "acme", "basic-auth", "bot-detection", "core", "hmac-auth", "http-log", "ip-restriction",
+            "jwt", "key-auth", "oauth2", "post-function", "pre-function", "rate-limiting", "response-ratelimiting", "session"]);
+        assert.equal(meta.find((m) => m.subsystem === "core")!.executed.at(-1), "020_330_to_340");
         const second = ok(await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, t));
         assert.equal(second.bootstrapped, false);
     });
@@ -143,9 +145,9 @@ describe("upgrade 3.4.3 → 3.7.1 through 3.5 and 3.6", () => {
         const core = await query<{ executed: string[]; pending: string[] }>(t.db, t.password, "SELECT executed, pending FROM schema_meta WHERE subsystem = 'core'");
         assert.ok(core[0].executed.includes("023_360_to_370"));
         assert.deepEqual(core[0].pending, []);
-        // teardowns ran: 3.6's backfill and 3.7's instance names
-        const plugins = await query<{ instance_name: string | null }>(t.db, t.password, "SELECT instance_name FROM plugins");
-        assert.ok(plugins.every((p) => p.instance_name !== null));
+        // 3.6's rate-limiting migration ran both halves: up moved redis_host into `redis`, the teardown dropped it
+        const plugins = await query<{ config: { redis_host?: string; redis?: { host: string } } }>(t.db, t.password, "SELECT config FROM plugins");
+        assert.ok(plugins.every((p) => p.config.redis_host === undefined && p.config.redis?.host === "redis.internal"));
         assert.deepEqual(await query(t.db, t.password, "SELECT name FROM services ORDER BY name"), before);
 
         const node = await startNode(t, "3.7.1");
@@ -177,12 +179,13 @@ describe("upgrade 3.4.3 → 3.7.1 through 3.5 and 3.6", () => {
 
     it("a failure in the middle of up stops the step with Kong's error, and a rerun completes", async () => {
         const t = await bootstrapped("midup", "3.5.0");
-        // 3.5 → 3.6 has two new migrations: core 022 (with teardown) and rate-limiting 006.
+        // 3.5 → 3.6: core 022, then acme 003 and opentelemetry 001 (both with a teardown), then rate-limiting 006.
         const failed = await migrate(t, "3.6.1", "up", { KONG_SIM_FAIL_UP_AT: "006_350_to_360" });
         assert.equal(failed.code, 1);
         assert.match(failed.stderr, /failed to run migration '006_350_to_360' up: injected failure/);
-        const state = await query<{ subsystem: string; pending: string[] }>(t.db, t.password, "SELECT subsystem, pending FROM schema_meta WHERE subsystem = 'core'");
-        assert.deepEqual(state[0].pending, ["022_350_to_360"]);
+        const state = await query<{ subsystem: string; pending: string[] }>(t.db, t.password,
+            "SELECT subsystem, pending FROM schema_meta WHERE cardinality(pending) > 0 ORDER BY subsystem");
+        assert.deepEqual(state, [{ subsystem: "acme", pending: ["003_350_to_360"] }, { subsystem: "opentelemetry", pending: ["001_331_to_332"] }]);
         const rerun = ok(await migrate(t, "3.6.1", "up"));
         assert.equal(rerun.before, "pending");
         ok(await migrate(t, "3.6.1", "finish"));
@@ -191,11 +194,11 @@ describe("upgrade 3.4.3 → 3.7.1 through 3.5 and 3.6", () => {
     });
 
     it("up that Kong aborts because another runner holds the lock is a failure, not a success", async () => {
-        const t = await bootstrapped("abort");
+        const t = await bootstrapped("abort", "3.5.0");
         // finish does not wait for the lock: Kong prints "aborted: …" and exits 0.
-        ok(await migrate(t, "3.5.0", "up"));
+        ok(await migrate(t, "3.6.1", "up"));
         await query(t.db, t.password, "INSERT INTO locks (key, owner, ttl) VALUES ('migrations', 'other-node', now() + interval '1 minute')");
-        const r = await migrate(t, "3.5.0", "finish");
+        const r = await migrate(t, "3.6.1", "finish");
         assert.equal(r.code, 1);
         assert.match(r.stderr, /another node held the migrations lock; nothing was migrated/);
     });
@@ -213,9 +216,9 @@ describe("preflight", () => {
     };
 
     it("refuses pending migrations of an earlier upgrade", async () => {
-        const t = await bootstrapped("pending");
-        ok(await migrate(t, "3.5.0", "up")); // 021 left pending, as an upgrade that never ran finish
-        const r = await runStep(upgradeSpec(t.db, "3.6.1"), { ...t, env: { FAKE_DOCKER_STATE: xRunning() } });
+        const t = await bootstrapped("pending", "3.5.0");
+        ok(await migrate(t, "3.6.1", "up")); // 3.6's plugin migrations left pending, as an upgrade that never ran finish
+        const r = await runStep(upgradeSpec(t.db, "3.7.1"), { ...t, env: { FAKE_DOCKER_STATE: xRunning() } });
         assert.equal(r.code, 1);
         assert.match(r.stderr, /an earlier upgrade was not finished/);
     });

@@ -24,9 +24,18 @@ const PREFIX = env.KONG_PREFIX ?? "/usr/local/kong";
 
 class KongError extends Error {}
 
+// kong/cmd/utils/log.lua: info on stdout; warn and error on stderr with a date and level; -q silences all.
 function log(line: string): void {
     if (!quiet) process.stdout.write(`${line}\n`);
 }
+function stamped(level: string, line: string): void {
+    const d = new Date();
+    const p = (n: number) => String(n).padStart(2, "0");
+    const date = `${d.getFullYear()}/${p(d.getMonth() + 1)}/${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    if (!quiet) process.stderr.write(`${date} [${level}] ${line}\n`);
+}
+function logWarn(line: string): void { stamped("warn", line); }
+function logError(line: string): void { stamped("error", line); }
 let quiet = false;
 
 function pgConfig(): ClientConfig {
@@ -72,8 +81,9 @@ async function rows(c: Client): Promise<Map<string, Row>> {
 }
 
 async function schemaState(c: Client): Promise<State> {
-    if (await needsBootstrap(c)) return { needs_bootstrap: true };
-    const meta = await rows(c);
+    // Kong fills the lists even when bootstrap is needed: then every migration is new (state.lua:219-246).
+    const bootstrap = await needsBootstrap(c);
+    const meta = bootstrap ? new Map<string, Row>() : await rows(c);
     const lists: Record<"executed" | "pending" | "new" | "missing", Entry[]> = { executed: [], pending: [], new: [], missing: [] };
     for (const s of knownSubsystems(VERSION, PLUGINS)) {
         const row = meta.get(s.name);
@@ -87,10 +97,10 @@ async function schemaState(c: Client): Promise<State> {
             else buckets.missing.push(n);
         });
         for (const k of Object.keys(lists) as Array<keyof typeof lists>) {
-            if (buckets[k].length > 0) lists[k].push({ subsystem: s.name, namespace: `kong.db.migrations.${s.name}`, migrations: buckets[k] });
+            if (buckets[k].length > 0) lists[k].push({ subsystem: s.name, namespace: s.namespace, migrations: buckets[k] });
         }
     }
-    const state: State = { needs_bootstrap: false };
+    const state: State = { needs_bootstrap: bootstrap };
     if (lists.executed.length) state.executed_migrations = lists.executed;
     if (lists.pending.length) state.pending_migrations = lists.pending;
     if (lists.new.length) state.new_migrations = lists.new;
@@ -98,16 +108,24 @@ async function schemaState(c: Client): Promise<State> {
     return state;
 }
 
+/** How `kong migrations list` prints a list: subsystem names right-aligned (state.lua Migrations_mt). */
+function formatEntries(entries: Entry[]): string {
+    const width = Math.max(...entries.map((e) => e.subsystem.length));
+    return entries.map((e) => `${e.subsystem.padStart(width)}: ${e.migrations.join(", ")}`).join("\n");
+}
+
+// As the postgres connector's record_migration: upserts for every state.
 async function record(c: Client, subsystem: string, name: string, how: "executed" | "pending" | "teardown"): Promise<void> {
     if (how === "executed") {
         await c.query(`INSERT INTO schema_meta (key, subsystem, last_executed, executed) VALUES ('schema_meta', $1, $2, ARRAY[$2])
-            ON CONFLICT (key, subsystem) DO UPDATE SET last_executed = $2, executed = array_append(coalesce(schema_meta.executed, '{}'), $2)`, [subsystem, name]);
+            ON CONFLICT (key, subsystem) DO UPDATE SET last_executed = EXCLUDED.last_executed, executed = array_append(coalesce(schema_meta.executed, '{}'), $2)`, [subsystem, name]);
     } else if (how === "pending") {
         await c.query(`INSERT INTO schema_meta (key, subsystem, pending) VALUES ('schema_meta', $1, ARRAY[$2])
-            ON CONFLICT (key, subsystem) DO UPDATE SET pending = array_append(coalesce(schema_meta.pending, '{}'), $2)`, [subsystem, name]);
+            ON CONFLICT (key, subsystem) DO UPDATE SET pending = array_append(schema_meta.pending, $2)`, [subsystem, name]);
     } else {
-        await c.query(`UPDATE schema_meta SET last_executed = $2, executed = array_append(coalesce(executed, '{}'), $2),
-            pending = array_remove(pending, $2) WHERE key = 'schema_meta' AND subsystem = $1`, [subsystem, name]);
+        await c.query(`INSERT INTO schema_meta (key, subsystem, last_executed, executed) VALUES ('schema_meta', $1, $2, ARRAY[$2])
+            ON CONFLICT (key, subsystem) DO UPDATE SET last_executed = EXCLUDED.last_executed,
+            executed = array_append(coalesce(schema_meta.executed, '{}'), $2), pending = array_remove(coalesce(schema_meta.pending, '{}'), $2)`, [subsystem, name]);
     }
 }
 
@@ -117,11 +135,16 @@ const OWNER = randomUUID();
 
 async function insertLock(c: Client, ttlSeconds: number): Promise<boolean> {
     await c.query("BEGIN");
-    await c.query("DELETE FROM locks WHERE ttl < CURRENT_TIMESTAMP AT TIME ZONE 'UTC'");
-    const r = await c.query(`INSERT INTO locks (key, owner, ttl) VALUES ('migrations', $1, CURRENT_TIMESTAMP + make_interval(secs => $2))
-        ON CONFLICT DO NOTHING`, [OWNER, ttlSeconds]);
-    await c.query("COMMIT");
-    return (r.rowCount ?? 0) === 1;
+    try {
+        await c.query("DELETE FROM locks WHERE ttl < CURRENT_TIMESTAMP AT TIME ZONE 'UTC'");
+        const r = await c.query(`INSERT INTO locks (key, owner, ttl) VALUES ('migrations', $1, CURRENT_TIMESTAMP + make_interval(secs => $2))
+            ON CONFLICT DO NOTHING`, [OWNER, ttlSeconds]);
+        await c.query("COMMIT");
+        return (r.rowCount ?? 0) === 1;
+    } catch (e) {
+        await c.query("ROLLBACK").catch(() => undefined);
+        throw new KongError(`[PostgreSQL error] failed to insert cluster lock: ${(e as Error).message}`);
+    }
 }
 
 async function releaseLock(c: Client): Promise<void> {
@@ -129,19 +152,28 @@ async function releaseLock(c: Client): Promise<void> {
 }
 
 async function lockHeld(c: Client): Promise<boolean> {
-    const r = await c.query("SELECT 1 FROM locks WHERE key = 'migrations' AND ttl >= CURRENT_TIMESTAMP");
+    const r = await c.query("SELECT 1 FROM locks WHERE key = 'migrations' AND ttl >= CURRENT_TIMESTAMP AT TIME ZONE 'UTC'");
     return (r.rowCount ?? 0) > 0;
 }
 
-/** Runs `fn` holding the lock. `wait`: poll up to the TTL for another holder (as `up` does). */
-async function withLock(c: Client, ttl: number, wait: boolean, fn: () => Promise<void>): Promise<"ran" | "aborted"> {
-    // Kong's `up` waits for another holder but then aborts rather than migrating (kong-facts §1.3).
-    const deadline = Date.now() + ttl * 1000;
-    while (!(await insertLock(c, ttl))) {
-        if (!wait) return "aborted";
-        if (Date.now() > deadline) throw new KongError("[PostgreSQL error] timeout");
-        await new Promise((r) => setTimeout(r, 200));
-        if (!(await lockHeld(c))) return "aborted";
+/**
+ * Runs `fn` holding the lock, as DB:cluster_mutex does: `true` when it ran, `false` when another
+ * node held the lock (at once with `noWait`, or released while we waited). A lock still held after
+ * `ttl` seconds of waiting is an error; so is `fn` failing (the lock is then released).
+ */
+async function clusterMutex(c: Client, ttl: number, opts: { noWait: boolean; noCleanup?: boolean }, fn: () => Promise<void>): Promise<boolean> {
+    if (!(await insertLock(c, ttl))) {
+        if (opts.noWait) return false;
+        let step = 0.1;
+        let elapsed = 0;
+        while (elapsed < ttl) {
+            await new Promise((r) => setTimeout(r, step * 1000));
+            elapsed += step;
+            if (elapsed >= ttl) break;
+            if (!(await lockHeld(c))) return false;
+            step = Math.min(step * 3, 2);
+        }
+        throw new KongError("[PostgreSQL error] timeout");
     }
     if (env.KONG_SIM_CRASH_HOLDING_LOCK === "1") {
         process.stderr.write("stand-in: crashing while holding the migrations lock\n");
@@ -149,10 +181,13 @@ async function withLock(c: Client, ttl: number, wait: boolean, fn: () => Promise
     }
     try {
         await fn();
-    } finally {
+    } catch (e) {
+        await c.query("ROLLBACK").catch(() => undefined);
         await releaseLock(c).catch(() => undefined);
+        throw new KongError(`[PostgreSQL error] cluster_mutex callback threw an error: ${(e as Error).message}`);
     }
-    return "ran";
+    if (!opts.noCleanup) await releaseLock(c).catch(() => undefined);
+    return true;
 }
 
 // ---- running migrations (kong/db/init.lua run_migrations) -------------------------------------
@@ -163,29 +198,56 @@ async function injectedFault(c: Client, name: string): Promise<boolean> {
     return (r.rowCount ?? 0) > 0;
 }
 
-async function runUp(c: Client, s: Subsystem, m: Migration, alsoTeardown: boolean): Promise<void> {
-    if (await injectedFault(c, m.name)) {
-        await c.query("BEGIN");
-        await c.query(m.up).catch(() => undefined);
-        await c.query("ROLLBACK");
-        throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' up: injected failure`);
-    }
-    await c.query(`BEGIN; ${m.up}; COMMIT;`);
-    if (m.teardown && alsoTeardown) {
-        await c.query(`BEGIN; ${m.teardown}; COMMIT;`);
-        await record(c, s.name, m.name, "executed");
-        log(`${s.name} migrated up to: ${m.name} (executed)`);
-    } else {
-        await record(c, s.name, m.name, m.teardown ? "pending" : "executed");
-        log(`${s.name} migrated up to: ${m.name} (${m.teardown ? "pending" : "executed"})`);
-    }
-}
-
 function findMigration(subsystem: string, name: string): { s: Subsystem; m: Migration } {
     const s = knownSubsystems(VERSION, PLUGINS).find((x) => x.name === subsystem);
     const m = s?.migrations.find((x) => x.name === name);
-    if (!s || !m) throw new KongError(`migration ${subsystem}/${name} is unknown to Kong ${VERSION}`);
+    if (!s || !m) throw new KongError(`[PostgreSQL error] failed to load migration '${name}'`);
     return { s, m };
+}
+
+async function runMigrations(c: Client, entries: Entry[], opts: { up: boolean; teardown: boolean; skipTeardown?: Entry[] }): Promise<void> {
+    const skip = new Set((opts.skipTeardown ?? []).flatMap((e) => e.migrations.map((n) => `${e.subsystem}/${n}`)));
+    let processed = 0;
+    let pending = 0;
+    for (const e of entries) {
+        log(`migrating ${e.subsystem} on database '${pgConfig().database}'...`);
+        for (const name of e.migrations) {
+            const { s, m } = findMigration(e.subsystem, name);
+            const hasTeardown = m.teardown !== undefined;
+            if (opts.up) {
+                if (await injectedFault(c, m.name)) {
+                    await c.query("BEGIN");
+                    await c.query(m.up).catch(() => undefined);
+                    await c.query("ROLLBACK");
+                    throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' up: injected failure`);
+                }
+                if (m.up.trim()) {
+                    try {
+                        await c.query(`BEGIN;\n${m.up};\nCOMMIT;`);
+                    } catch (err) {
+                        await c.query("ROLLBACK").catch(() => undefined);
+                        throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' up: ${(err as Error).message}`);
+                    }
+                }
+                await record(c, s.name, m.name, hasTeardown ? "pending" : "executed");
+                if (hasTeardown) pending++;
+            }
+            if (opts.teardown && hasTeardown && !skip.has(`${s.name}/${m.name}`)) {
+                try {
+                    if (m.teardown!.trim()) await c.query(m.teardown!);
+                } catch (err) {
+                    throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' teardown: ${(err as Error).message}`);
+                }
+                await record(c, s.name, m.name, "teardown");
+                pending = Math.max(pending - 1, 0);
+            }
+            log(`${s.name} migrated up to: ${m.name} ${hasTeardown && !opts.teardown ? "(pending)" : "(executed)"}`);
+            processed++;
+        }
+    }
+    log(`${processed} migration${processed > 1 ? "s" : ""} processed`);
+    if (processed - pending > 0) log(`${processed - pending} executed`);
+    if (pending > 0) log(`${pending} pending`);
 }
 
 function lockTimeout(args: string[]): number {
@@ -194,119 +256,133 @@ function lockTimeout(args: string[]): number {
 }
 
 const NEEDS_BOOTSTRAP = "Database needs bootstrapping or is older than Kong 1.0.\n\nTo start a new installation from scratch, run 'kong migrations bootstrap'.\n\nTo migrate from a version older than 1.0, migrated to Kong 1.5.0 first. \nIf you still have 'apis' entities, you can convert them to Routes and Services\nusing the 'kong migrations migrate-apis' command in Kong 1.5.0.\n\n";
+const NOT_LEADER = "aborted: another node is performing database changes";
+const SUB_COMMANDS = ["bootstrap", "up", "finish", "list", "reset", "status"];
 
-async function migrations(sub: string, args: string[]): Promise<number> {
+async function schemaReset(c: Client): Promise<void> {
+    const schema = (await c.query<{ s: string }>("SELECT current_schema() AS s")).rows[0].s;
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE; CREATE SCHEMA "${schema}" AUTHORIZATION CURRENT_USER`);
+    await c.query(`SET search_path TO "${schema}"`);
+}
+
+/** kong/cmd/utils/migrations.lua reset(): false when there was nothing to reset or another node held the lock. */
+async function reset(c: Client, st: State, ttl: number): Promise<boolean> {
+    if (st.needs_bootstrap) { log("Database not bootstrapped, nothing to reset"); return false; }
+    let ok: boolean;
+    try {
+        ok = await clusterMutex(c, ttl, { noWait: true, noCleanup: true }, async () => {
+            log("Resetting database...");
+            await schemaReset(c);
+            log("Database successfully reset");
+        });
+    } catch (e) {
+        if (!(e as Error).message.startsWith("[PostgreSQL error] failed to insert cluster lock")) throw e;
+        logError(`${(e as Error).message} - retrying without cluster lock`);
+        log("Resetting database...");
+        await schemaReset(c);
+        log("Database successfully reset");
+        return true;
+    }
+    if (!ok) { log(NOT_LEADER); return false; }
+    return true;
+}
+
+async function migrations(sub: string | undefined, args: string[]): Promise<number> {
+    if (!sub || !SUB_COMMANDS.includes(sub)) {
+        // bin/kong: pl_app.quit("No such command for migrations: <sub>"), exit 1, before any database work.
+        process.stderr.write(sub ? `No such command for migrations: ${sub}\n` : "");
+        return 1;
+    }
     const c = await connect();
     try {
         const force = args.includes("-f") || args.includes("--force");
+        const ttl = lockTimeout(args);
+        let st = await schemaState(c);
         switch (sub) {
             case "list": {
-                const st = await schemaState(c);
                 if (st.needs_bootstrap) { log(NEEDS_BOOTSTRAP); return 3; }
-                const print = (title: string, entries?: Entry[]) => {
-                    if (!entries) return;
-                    log(title);
-                    for (const e of entries) log(`${e.subsystem}: ${e.migrations.join(", ")}`);
-                };
-                print("Executed migrations:", st.executed_migrations);
-                if (st.pending_migrations) {
-                    print("Pending migrations:", st.pending_migrations);
-                    if (st.new_migrations) {
-                        print("New migrations available:", st.new_migrations);
-                        log("Database has pending migrations from a previous upgrade, and new migrations from this upgrade (version " + VERSION + ")");
-                    }
-                    log("Run 'kong migrations finish' when ready");
+                let r = "";
+                if (st.executed_migrations) { log(`Executed migrations:\n${formatEntries(st.executed_migrations)}`); r = "\n"; }
+                if (st.pending_migrations) { log(`${r}Pending migrations:\n${formatEntries(st.pending_migrations)}`); r = "\n"; }
+                if (st.new_migrations) { log(`${r}New migrations available:\n${formatEntries(st.new_migrations)}`); r = "\n"; }
+                if (st.pending_migrations && st.new_migrations) {
+                    if (r !== "") log("");
+                    logWarn(`Database has pending migrations from a previous upgrade, and new migrations from this upgrade (version ${VERSION})`);
+                    // "%s %s": db.strategy ("postgres") and db.infos.db_desc ("database").
+                    log("\nRun 'kong migrations finish' when ready to complete pending migrations (postgres database will be incompatible with the previous Kong version)");
                     return 4;
                 }
-                if (st.new_migrations) {
-                    print("New migrations available:", st.new_migrations);
-                    log("Run 'kong migrations up' to proceed");
-                    return 5;
-                }
-                log("Database is up-to-date");
+                if (st.pending_migrations) { log("\nRun 'kong migrations finish' when ready"); return 4; }
+                if (st.new_migrations) { log("\nRun 'kong migrations up' to proceed"); return 5; }
                 return 0;
             }
             case "status": {
-                process.stdout.write(`${JSON.stringify(await schemaState(c))}\n`);
+                // print(), not log(): -q does not silence it.
+                process.stdout.write(`${JSON.stringify(st)}\n`);
                 return 0;
             }
             case "bootstrap": {
                 if (force) {
-                    await c.query("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
-                } else if (!(await needsBootstrap(c))) {
-                    log("Database already bootstrapped");
-                    return 0;
+                    await reset(c, st, ttl);
+                    st = await schemaState(c);
                 }
+                if (!st.needs_bootstrap) { log("Database already bootstrapped"); return 0; }
                 log("Bootstrapping database...");
+                if (env.KONG_PG_SCHEMA) await c.query(`CREATE SCHEMA IF NOT EXISTS "${env.KONG_PG_SCHEMA}" AUTHORIZATION CURRENT_USER`);
                 await c.query(`CREATE TABLE IF NOT EXISTS schema_meta (key TEXT, subsystem TEXT, last_executed TEXT, executed TEXT[], pending TEXT[], PRIMARY KEY (key, subsystem))`);
                 await c.query(`CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT, ttl TIMESTAMP WITH TIME ZONE);
                     CREATE INDEX IF NOT EXISTS locks_ttl_idx ON locks (ttl)`);
-                const outcome = await withLock(c, lockTimeout(args), false, async () => {
-                    for (const s of knownSubsystems(VERSION, PLUGINS)) for (const m of s.migrations) await runUp(c, s, m, true);
+                const ran = await clusterMutex(c, ttl, { noWait: true }, async () => {
+                    await runMigrations(c, st.new_migrations ?? [], { up: true, teardown: true });
+                    log("Database is up-to-date");
                 });
-                if (outcome === "aborted") { log("aborted: another node is performing database changes"); return 0; }
-                log("Database is up-to-date");
+                if (!ran) log(NOT_LEADER);
                 return 0;
             }
             case "up": {
-                let st = await schemaState(c);
                 if (st.needs_bootstrap) throw new KongError(`Cannot run migrations: ${NEEDS_BOOTSTRAP}`);
-                if (st.pending_migrations && !force) throw new KongError("Database has pending migrations; run 'kong migrations finish'");
-                if (!st.new_migrations && !force) { log("Database is already up-to-date"); return 0; }
-                let executed = 0;
-                let pending = 0;
-                const outcome = await withLock(c, lockTimeout(args), true, async () => {
+                if (!force && st.pending_migrations) throw new KongError("Database has pending migrations; run 'kong migrations finish'");
+                // `up` passes abort = true, which cluster_mutex does not read: it waits (kong-facts §1.3).
+                const ran = await clusterMutex(c, ttl, { noWait: false }, async () => {
                     st = await schemaState(c);
-                    if (st.pending_migrations && !force) throw new KongError("Database has pending migrations; run 'kong migrations finish'");
-                    for (const e of st.new_migrations ?? []) {
-                        for (const name of e.migrations) {
-                            const { s, m } = findMigration(e.subsystem, name);
-                            await runUp(c, s, m, false);
-                            if (m.teardown) pending++; else executed++;
-                        }
+                    if (!force && st.pending_migrations) throw new KongError("Database has pending migrations; run 'kong migrations finish'");
+                    if (force && st.executed_migrations) {
+                        await runMigrations(c, st.executed_migrations, { up: true, teardown: true, skipTeardown: st.pending_migrations });
+                        st = await schemaState(c);
+                        if (st.pending_migrations) { log("\nDatabase has pending migrations; run 'kong migrations finish' when ready"); return; }
                     }
+                    if (!st.new_migrations) { if (!force) log("Database is already up-to-date"); return; }
+                    await runMigrations(c, st.new_migrations, { up: true, teardown: false });
+                    st = await schemaState(c);
+                    if (st.pending_migrations) log("\nDatabase has pending migrations; run 'kong migrations finish' when ready");
                 });
-                if (outcome === "aborted") { log("aborted: another node is performing database changes"); return 0; }
-                log(`${executed + pending} migrations processed`);
-                log(`${executed} executed`);
-                log(`${pending} pending`);
-                if (pending > 0) log("\nDatabase has pending migrations; run 'kong migrations finish' when ready");
+                if (!ran) log(NOT_LEADER);
                 return 0;
             }
             case "finish": {
-                let st = await schemaState(c);
                 if (st.needs_bootstrap) throw new KongError(`Cannot run migrations: ${NEEDS_BOOTSTRAP}`);
-                let ran = 0;
-                const outcome = await withLock(c, lockTimeout(args), false, async () => {
+                const ran = await clusterMutex(c, ttl, { noWait: true }, async () => {
                     st = await schemaState(c);
-                    for (const e of st.pending_migrations ?? []) {
-                        for (const name of e.migrations) {
-                            const { s, m } = findMigration(e.subsystem, name);
-                            await c.query(`BEGIN; ${m.teardown ?? ""}; COMMIT;`);
-                            await record(c, s.name, m.name, "teardown");
-                            log(`${s.name} migrated up to: ${m.name} (executed)`);
-                            ran++;
-                        }
+                    if (force && st.executed_migrations) {
+                        await runMigrations(c, st.executed_migrations, { up: true, teardown: true });
+                        st = await schemaState(c);
                     }
+                    if (st.pending_migrations) {
+                        await runMigrations(c, st.pending_migrations, { up: false, teardown: true });
+                        st = await schemaState(c);
+                    }
+                    if (st.new_migrations) { log("\nNew migrations available; run 'kong migrations up' to proceed"); return; }
+                    if (!force && !st.pending_migrations) log("No pending migrations to finish");
                 });
-                if (outcome === "aborted") { log("aborted: another node is performing database changes"); return 0; }
-                st = await schemaState(c);
-                if (ran > 0) log(`${ran} migrations processed\n${ran} executed`);
-                if (st.new_migrations) { log("New migrations available; run 'kong migrations up' to proceed"); return 0; }
-                if (ran === 0) log("No pending migrations to finish");
+                if (!ran) log(NOT_LEADER);
                 return 0;
             }
-            case "reset": {
+            default: {
                 if (!args.includes("-y") && !args.includes("--yes") && !process.stdin.isTTY) {
                     throw new KongError("not a tty: invoke 'reset' non-interactively with the --yes flag");
                 }
-                if (await needsBootstrap(c)) throw new KongError("Database not bootstrapped, nothing to reset");
-                await c.query("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
-                log("Database successfully reset");
-                return 0;
+                return (await reset(c, st, ttl)) ? 0 : 1;
             }
-            default:
-                throw new KongError(`No such command for migrations: ${sub}`);
         }
     } finally {
         await c.end().catch(() => undefined);
@@ -326,6 +402,21 @@ const PID_FILE = path.join(PREFIX, "pids", "nginx.pid");
 const ENTITY_TABLES = ["services", "routes", "consumers", "plugins", "upstreams", "targets"];
 
 type Route = { name: string; service: string; paths: string[] };
+
+let requests = 0;
+
+/** GET /status (kong/api/routes/health.lua): always 200; nginx and memory figures are the stand-in's own. */
+function statusBody(): { memory: object; server: object } {
+    requests++;
+    const heap = `${(process.memoryUsage().heapUsed / 1048576).toFixed(2)} MiB`;
+    return {
+        memory: { lua_shared_dicts: { kong: { allocated_slabs: "0.04 MiB", capacity: "5.00 MiB" } }, workers_lua_vms: [{ http_allocated_gc: heap, pid: process.pid }] },
+        server: {
+            connections_active: 1, connections_reading: 0, connections_writing: 1, connections_waiting: 0,
+            connections_accepted: requests, connections_handled: requests, total_requests: requests,
+        },
+    };
+}
 
 function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
     res.writeHead(code, { "content-type": "application/json", server: `kong/${VERSION}` });
@@ -379,8 +470,8 @@ async function startDataPlane(): Promise<number> {
     const servers: http.Server[] = [];
     serve(listenAddress(env.KONG_PROXY_LISTEN, "0.0.0.0:8000"), (req, res) => routeRequest(config?.routes ?? [], req, res), servers);
     serve(listenAddress(env.KONG_STATUS_LISTEN, minorCode(VERSION) >= 306 ? "127.0.0.1:8007" : "off"), (req, res) => {
-        if (req.url === "/status") sendJson(res, 200, { server: { connections_active: 1 }, memory: {}, configuration_hash: config?.hash ?? "0".repeat(32) });
-        else if (req.url === "/status/ready") sendJson(res, config ? 200 : 503, { message: config ? "ready" : "no configuration available (empty configuration present)" });
+        if (req.url === "/status") sendJson(res, 200, { ...statusBody(), configuration_hash: config?.hash ?? "0".repeat(32) });
+        else if (req.url === "/status/ready") sendJson(res, config ? 200 : 503, { message: config ? "ready" : "no configuration available (configuration hash is not initialized)" });
         else sendJson(res, 404, { message: "Not found" });
     }, servers);
     process.stderr.write(`stand-in Kong ${VERSION} data plane started (pid ${process.pid}), control plane ${cp}\n`);
@@ -426,7 +517,7 @@ async function start(): Promise<number> {
     };
     const status = async (req: http.IncomingMessage, res: http.ServerResponse, statusApi: boolean): Promise<boolean> => {
         if (req.url === "/status") {
-            json(res, 200, { database: { reachable: await reachable() }, server: { connections_active: 1, total_requests: 0 }, memory: {} });
+            json(res, 200, { ...statusBody(), database: { reachable: await reachable() } });
             return true;
         }
         if (statusApi && req.url === "/status/ready" && minorCode(VERSION) >= 303) {
@@ -481,9 +572,9 @@ async function start(): Promise<number> {
                 } else if (collection === "consumers") {
                     r = await c.query("INSERT INTO consumers (id, username, custom_id) VALUES ($1, $2, $3) RETURNING *", [id, b.username ?? null, b.custom_id ?? null]);
                 } else if (collection === "plugins") {
-                    r = await c.query("INSERT INTO plugins (id, name, config) VALUES ($1, $2, $3) RETURNING *", [id, b.name, JSON.stringify(b.config ?? {})]);
+                    r = await c.query("INSERT INTO plugins (id, name, config, enabled) VALUES ($1, $2, $3, true) RETURNING *", [id, b.name, JSON.stringify(b.config ?? {})]);
                 } else if (collection === "upstreams") {
-                    r = await c.query("INSERT INTO upstreams (id, name) VALUES ($1, $2) RETURNING *", [id, b.name]);
+                    r = await c.query("INSERT INTO upstreams (id, name, slots) VALUES ($1, $2, 10000) RETURNING *", [id, b.name]);
                 } else {
                     json(res, 405, { message: `POST /${collection} is not supported by the stand-in` });
                     return;
@@ -554,16 +645,24 @@ async function config(sub: string, args: string[]): Promise<number> {
     }
 }
 
-function health(): number {
-    if (!existsSync(PID_FILE)) throw new KongError(`Kong is not running at ${PREFIX}`);
-    const pid = Number(readFileSync(PID_FILE, "utf8").trim());
+/** kong/cmd/health.lua: only whether the nginx of the prefix runs; no database, no migrations. */
+function health(args: string[]): number {
+    const i = args.findIndex((a) => a === "-p" || a === "--prefix");
+    const prefix = i >= 0 ? args[i + 1] : PREFIX;
+    if (!existsSync(prefix)) throw new KongError(`no such prefix: ${prefix}`);
+    if (!existsSync(path.join(prefix, ".kong_env"))) throw new KongError(`Kong is not running at ${prefix}`);
+    const pidFile = path.join(prefix, "pids", "nginx.pid");
+    let running = false;
     try {
-        process.kill(pid, 0);
+        process.kill(Number(readFileSync(pidFile, "utf8").trim()), 0);
+        running = true;
     } catch {
-        throw new KongError(`Kong is not running at ${PREFIX}`);
+        running = false;
     }
-    log("nginx.......running");
-    log(`Kong is healthy at ${PREFIX}`);
+    log(`${"nginx".padEnd(12, ".")}${running ? "running" : "not running"}`);
+    log("");
+    if (!running) throw new KongError(`Kong is not running at ${prefix}`);
+    log(`Kong is healthy at ${prefix}`);
     return 0;
 }
 
@@ -573,7 +672,7 @@ async function main(argv: string[]): Promise<number> {
     const [cmd, sub, ...rest] = argv;
     switch (cmd) {
         case "version": log(VERSION); return 0;
-        case "health": return health();
+        case "health": return health([sub, ...rest].filter((x): x is string => x !== undefined));
         case "start":
         case "docker-start": return start();
         case "migrations": return migrations(sub, rest);
@@ -583,6 +682,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then((code) => process.exit(code), (e: unknown) => {
-    process.stderr.write(`Error: ${e instanceof KongError ? e.message : (e as Error).stack ?? String(e)}\n`);
+    // kong/cmd/init.lua: "Error: <message>" and a hint, exit 1.
+    process.stderr.write(`Error: ${e instanceof KongError ? e.message : (e as Error).stack ?? String(e)}\n\n  Run with --v (verbose) or --vv (debug) for more details\n`);
     process.exit(1);
 });
