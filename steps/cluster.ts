@@ -1,5 +1,4 @@
 // stop and start: a cluster's node containers, through the docker CLI.
-import { liftReadOnly, withServer } from "./lib/db";
 import { docker, inspectContainer, onHost } from "./lib/docker";
 import { StepError, pollUntil, progress } from "./lib/log";
 import { databasePassword } from "./lib/secrets";
@@ -11,6 +10,8 @@ type Start = Extract<StepSpec, { step: "start" }>;
 /** Stops every node gracefully and, after an online snapshot, lifts the database's read-only freeze. */
 export async function stopCluster(spec: Stop): Promise<object> {
     if (!spec.liftFreeze) return stopNodes(spec);
+    // Loaded only here: a plain stop starts without the pg driver.
+    const { liftReadOnly, withServer } = require("./lib/db") as typeof import("./lib/db");
     const db = spec.liftFreeze;
     const lift = () => withServer(db, databasePassword(), (c) => liftReadOnly(c, db.database));
     try {
