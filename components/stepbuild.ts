@@ -63,9 +63,11 @@ export function ensureStepPrograms(root = ROOT): string {
     if (fs.existsSync(link) && !fs.lstatSync(link).isSymbolicLink()) fs.rmSync(link, { recursive: true, force: true });
     fs.symlinkSync(process.platform === "win32" ? target : path.basename(target), tmpLink, "junction");
     fs.renameSync(tmpLink, link);
-    // Earlier builds: a step still running from one has loaded its modules already.
+    // Builds of other sources (a step still running from one has loaded its modules already).
+    // Builds of these same sources stay: another process building at the same moment may have
+    // swapped the link onto its own.
     for (const e of fs.readdirSync(buildDir)) {
-        if (e.startsWith("step-programs.") && path.join(buildDir, e) !== target && !e.endsWith(".tmp")) {
+        if (e.startsWith("step-programs.") && !e.startsWith(`step-programs.${hash}.`) && !e.endsWith(".tmp")) {
             fs.rmSync(path.join(buildDir, e), { recursive: true, force: true });
         }
     }
