@@ -13,6 +13,7 @@ import { liftReadOnly, withServer } from "../steps/lib/db";
 import { DbTarget, DumpTarget, SECRET_ENV } from "../steps/lib/spec";
 import { startPostgres } from "../test/helpers/postgres";
 import type { TimelineEntry } from "../test/rehearsal/engine";
+import { downtimeSection } from "./downtime";
 
 const ROOT = path.join(__dirname, "..");
 const SIZES = [
@@ -78,32 +79,9 @@ function table(rows: string[][]): string {
     }).join("\n");
 }
 
-/** The downtime window of one rehearsed upgrade, X stopped → Y verified, step by step. */
-function downtimeSection(file: string, label: string): string[] {
+function timeline(file: string): TimelineEntry[] | undefined {
     const full = path.join(ROOT, ".rehearsal", file);
-    if (!existsSync(full)) return [`${label}: no rehearsal timeline (.rehearsal/${file}); run \`npm run rehearse\` first`];
-    const tl = JSON.parse(readFileSync(full, "utf8")) as TimelineEntry[];
-    const start = tl.find((e) => e.name.startsWith("stop-kong-"));
-    const end = tl.find((e) => e.name.startsWith("verify-kong-") && e.op !== "same");
-    if (!start || !end) return [`${label}: the rehearsal timeline has no upgrade in it`];
-    const inWindow = tl.filter((e) => e.start >= start.start && e.end <= end.end && e.op !== "same").sort((a, b) => a.start - b.start);
-    const kinds: Array<[string, RegExp]> = [["stop", /^stop-/], ["snapshot", /^snapshot-/], ["migrations", /^migrations-/], ["Y start", /-node-\d+$/], ["verify", /^verify-/]];
-    const lines = [`${label}, rehearsed ${new Date(start.start).toISOString()}: downtime window ${((end.end - start.start) / 1000).toFixed(2)}s`];
-    let startup = 0;
-    for (const [label, re] of kinds) {
-        const es = inWindow.filter((e) => re.test(e.name));
-        // Y's nodes start in parallel: their share of the window is the span, not the sum.
-        const span = es.length ? (Math.max(...es.map((e) => e.end)) - Math.min(...es.map((e) => e.start))) / 1000 : 0;
-        const own = es.reduce((a, e) => a + (e.stepSeconds ?? 0), 0);
-        const overhead = es.filter((e) => e.stepSeconds !== undefined).reduce((a, e) => a + (e.end - e.start) / 1000 - (e.stepSeconds ?? 0), 0);
-        startup += overhead;
-        lines.push(`  ${label.padEnd(11)} ${span.toFixed(2).padStart(6)}s` + (es.some((e) => e.stepSeconds !== undefined)
-            ? `  (step programs' own work ${own.toFixed(2)}s, their process start-up ${overhead.toFixed(2)}s, ${es.length} step(s))` : ""));
-    }
-    let gaps = 0;
-    for (let i = 1; i < inWindow.length; i++) gaps += Math.max(0, inWindow[i].start - Math.max(...inWindow.slice(0, i).map((e) => e.end))) / 1000;
-    lines.push(`  ours alone: ${(gaps + startup).toFixed(2)}s = gaps between steps ${gaps.toFixed(2)}s + step-program start-up ${startup.toFixed(2)}s`);
-    return lines;
+    return existsSync(full) ? JSON.parse(readFileSync(full, "utf8")) as TimelineEntry[] : undefined;
 }
 
 async function main(): Promise<void> {
@@ -203,12 +181,15 @@ async function main(): Promise<void> {
         `includes choosing the snapshot and checking schema_meta and entity counts afterwards; "database step alone" is the part\n` +
         `that changes the database (set aside, then rename / template copy / pg_restore and swap), compared like for like.\n` +
         `The last line compares the database steps of the default restore (rename) and of pg_restore.\n\n`);
-    for (const [file, label] of [["upgrade-timeline.json", "upgrade 3.4.3 → 3.7.1 via 3.5, 3.6 (2 nodes, offline snapshot)"],
+    let overhead = "";
+    for (const [file, label] of [["upgrade-timeline.json", "upgrade 3.4.3 → 3.7.1 via 3.5.0, 3.6.1: 3 hops (2 nodes, offline snapshot)"],
         ["upgrade-offline-timeline.json", "upgrade 3.4.3 → 3.5.0 (1 node, offline snapshot)"],
         ["upgrade-online-timeline.json", "upgrade 3.4.3 → 3.5.0 (1 node, online snapshot)"]]) {
-        process.stdout.write(`${downtimeSection(file, label).join("\n")}\n\n`);
+        const section = downtimeSection(timeline(file), label, file);
+        if (file === "upgrade-timeline.json") overhead = section.ours === undefined ? "overhead: n/a (no rehearsal)" : `overhead: ${section.ours.toFixed(2)} s`;
+        process.stdout.write(`${section.lines.join("\n")}\n\n`);
     }
-    process.stdout.write(`snapshot speedup vs pg_dump: ${last!.snap.toFixed(1)}×; restore speedup vs pg_restore: ${last!.restore.toFixed(1)}×\n`);
+    process.stdout.write(`snapshot speedup vs pg_dump: ${last!.snap.toFixed(1)}×; restore speedup vs pg_restore: ${last!.restore.toFixed(1)}×; ${overhead}\n`);
 }
 
 main().catch((e: unknown) => {

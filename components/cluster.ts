@@ -50,8 +50,12 @@ export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "a
         envs: args.env,
         networksAdvanced: [aliases.length > 0 ? { name: host.networkName, aliases } : { name: host.networkName }],
         ports,
-        // `kong health` is the official image's own check; verify and ready go deeper.
-        healthcheck: { tests: ["CMD", "kong", "health"], interval: "2s", timeout: "10s", retries: 60, startPeriod: "2s" },
+        // `kong health` is the official image's own check; verify and ready go deeper. Docker runs
+        // the first check one interval after the start, and the node counts as started (`wait`)
+        // only then: 1s keeps that under a second of the downtime window, at one `kong health`
+        // per node per second (the image's own default is 10s). 120 failures in a row (2 min)
+        // before unhealthy, as before; the start period forgives the failures of Kong's start.
+        healthcheck: { tests: ["CMD", "kong", "health"], interval: "1s", timeout: "10s", retries: 120, startPeriod: "5s" },
         wait: true,
         waitTimeout: k.healthTimeoutSeconds,
         restart: "unless-stopped",

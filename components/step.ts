@@ -1,6 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { EXPECT_ENV, SPEC_ENV, StepSpec } from "../steps/lib/spec";
+import { STEP_PROGRAMS_MAIN, ensureStepPrograms } from "./stepbuild";
 
 export interface StepCommandArgs {
     /** What the step program does; serialised into KONG_UPGRADE_SPEC. Never holds a secret. */
@@ -12,15 +13,19 @@ export interface StepCommandArgs {
 }
 
 /**
- * Node's options for a step program: TypeScript run through sucrase's loader, which only strips
- * types (the code is type-checked by `tsc` in the test suite). It starts in about a third of
- * ts-node's time, and every step's start-up falls inside the downtime window.
+ * The argv of a step program after the build: plain JavaScript that TypeScript's transpiler made
+ * from steps/ (components/stepbuild.ts), run by Node with no loader. Every step's start-up falls
+ * inside the downtime window: this starts in Node's own time, where a TypeScript loader (sucrase)
+ * added about as much again and ts-node three times as much (bench/startup.ts).
  */
-export const STEP_NODE_OPTIONS = ["--require", "sucrase/register/ts"];
+export function stepArgv(step: string): string[] {
+    ensureStepPrograms();
+    return ["node", STEP_PROGRAMS_MAIN, step];
+}
 
 /** The command line every step runs: the project's own step program, by name. */
 export function stepCommandLine(step: string): string {
-    return ["node", ...STEP_NODE_OPTIONS, "steps/main.ts", step].join(" ");
+    return stepArgv(step).join(" ");
 }
 
 /**

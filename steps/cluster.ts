@@ -1,5 +1,4 @@
 // stop and start: a cluster's node containers, through the docker CLI.
-import { liftReadOnly, withServer } from "./lib/db";
 import { docker, inspectContainer, onHost } from "./lib/docker";
 import { StepError, pollUntil, progress } from "./lib/log";
 import { databasePassword } from "./lib/secrets";
@@ -11,6 +10,8 @@ type Start = Extract<StepSpec, { step: "start" }>;
 /** Stops every node gracefully and, after an online snapshot, lifts the database's read-only freeze. */
 export async function stopCluster(spec: Stop): Promise<object> {
     if (!spec.liftFreeze) return stopNodes(spec);
+    // Loaded only here: a plain stop starts without the pg driver.
+    const { liftReadOnly, withServer } = require("./lib/db") as typeof import("./lib/db");
     const db = spec.liftFreeze;
     const lift = () => withServer(db, databasePassword(), (c) => liftReadOnly(c, db.database));
     try {
@@ -39,14 +40,17 @@ function byHost(nodes: NodeRef[]): Array<{ endpoint?: DockerEndpoint; nodes: Nod
 /** Stops every node gracefully (SIGQUIT, `drainSeconds` to drain), host by host, and confirms each is down. */
 async function stopNodes(spec: Stop): Promise<object> {
     // Hosts drain in parallel: the downtime is one drain period, not one per host.
+    let stopSeconds = 0; // `docker stop` itself, Kong's graceful exit (the bench's "Kong's own")
     const perHost = await Promise.all(byHost(spec.cluster.nodes).map(async ({ endpoint, nodes }) => {
         const here: string[] = [];
         const gone: string[] = [];
         for (const node of nodes) ((await inspectContainer(node.container, endpoint)) ? here : gone).push(node.container);
         if (here.length === 0) return { here, gone };
         progress(`stopping ${spec.cluster.version}${onHost(endpoint)}: ${here.join(", ")} (${spec.drainSeconds}s to drain)`);
+        const t = Date.now();
         const r = await docker(["stop", "--time", String(spec.drainSeconds), ...here], {}, spec.drainSeconds + 60, endpoint);
         if (r.code !== 0) throw new StepError(`docker stop${onHost(endpoint)} failed: ${r.stderr.trim()}`);
+        stopSeconds = Math.max(stopSeconds, (Date.now() - t) / 1000);
         for (const name of here) {
             const s = await inspectContainer(name, endpoint);
             if (s?.running) throw new StepError(`${name} is still running${onHost(endpoint)} after docker stop`);
@@ -57,7 +61,7 @@ async function stopNodes(spec: Stop): Promise<object> {
     const absent = perHost.flatMap((h) => h.gone);
     if (absent.length > 0) progress(`not present, nothing to stop: ${absent.join(", ")}`);
     progress(`cluster ${spec.cluster.version} is down`);
-    return { stopped: present, absent };
+    return { stopped: present, absent, stopSeconds };
 }
 
 /** Starts every node (running ones are left alone) and waits until Docker reports each healthy. */

@@ -1,29 +1,24 @@
-// Entry point of every step program: `node --require sucrase/register/ts steps/main.ts <step>`.
+// Entry point of every step program: `node build/step-programs/steps/main.js <step>`, this file
+// transpiled (components/stepbuild.ts).
 // Reads the spec from KONG_UPGRADE_SPEC, runs the step, prints its result as one JSON line.
 // Exit 0 only when the step's postcondition holds; otherwise the reason on stderr and exit 1.
 import { StepError, progress, result } from "./lib/log";
 import { SPEC_ENV, StepSpec } from "./lib/spec";
-import { bootstrap } from "./bootstrap";
-import { migrations } from "./migrations";
-import { preflight } from "./preflight";
-import { restore } from "./restore";
-import { snapshot } from "./snapshot";
-import { startCluster, stopCluster } from "./cluster";
-import { verify } from "./verify";
-import { clusterCert, ready } from "./hybrid";
 
+// Each step's module is loaded only when that step runs: the pg driver alone costs a step that
+// does not need it (stop, start) about as much as Node's own start-up. (`require`: this is CommonJS.)
 export async function runStep(spec: StepSpec): Promise<object> {
     switch (spec.step) {
-        case "bootstrap": return bootstrap(spec);
-        case "preflight": return preflight(spec);
-        case "stop": return stopCluster(spec);
-        case "start": return startCluster(spec);
-        case "snapshot": return snapshot(spec);
-        case "migrations": return migrations(spec);
-        case "restore": return restore(spec);
-        case "verify": return verify(spec);
-        case "cluster-cert": return clusterCert(spec);
-        case "ready": return ready(spec);
+        case "bootstrap": return (require("./bootstrap") as typeof import("./bootstrap")).bootstrap(spec);
+        case "preflight": return (require("./preflight") as typeof import("./preflight")).preflight(spec);
+        case "stop": return (require("./cluster") as typeof import("./cluster")).stopCluster(spec);
+        case "start": return (require("./cluster") as typeof import("./cluster")).startCluster(spec);
+        case "snapshot": return (require("./snapshot") as typeof import("./snapshot")).snapshot(spec);
+        case "migrations": return (require("./migrations") as typeof import("./migrations")).migrations(spec);
+        case "restore": return (require("./restore") as typeof import("./restore")).restore(spec);
+        case "verify": return (require("./verify") as typeof import("./verify")).verify(spec);
+        case "cluster-cert": return (require("./hybrid") as typeof import("./hybrid")).clusterCert(spec);
+        case "ready": return (require("./hybrid") as typeof import("./hybrid")).ready(spec);
     }
 }
 

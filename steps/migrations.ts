@@ -1,18 +1,36 @@
 // migrations: `kong migrations up` or `finish` with one version's image, run once, gated on the
 // state `kong migrations list` reports before and after: exit 0 alone proves nothing, e.g. when
 // another runner held the lock Kong prints "aborted: …" and exits 0 (kong-facts §1.3, §9).
-import { MigrationState, migrationsList, migrationsStatus, runKong } from "./lib/kong";
+// The list before, the command and the list after run in ONE container (runKongSequence): each
+// Kong container costs its own start inside the downtime window.
+import { KongCallResult, MigrationState, listState, migrationsList, migrationsStatus, runKong, runKongSequence } from "./lib/kong";
 import { StepError, progress } from "./lib/log";
 import { KongRun, StepSpec } from "./lib/spec";
 
 type Migrations = Extract<StepSpec, { step: "migrations" }>;
 
+const LIST = ["migrations", "list"];
+const command = (run: KongRun, phase: "up" | "finish") => ["migrations", phase, "--lock-timeout", String(run.lockTimeoutSeconds)];
+
+/** Kong's own text when a command failed: the step fails with it. */
+function failed(run: KongRun, phase: string, r: { code: number; output: string }): never {
+    throw new StepError(`kong migrations ${phase} (${run.image}) failed with exit ${r.code}:\n${r.output}`);
+}
+
+/** A list's exit code as a state, or the step's failure with Kong's text (a connection error exits 1). */
+function state(run: KongRun, r: KongCallResult): MigrationState {
+    const s = listState(r.code);
+    if (!s) throw new StepError(`kong migrations list (${run.image}) failed with exit ${r.code}:\n${r.output}`);
+    return s;
+}
+
+/** `phase` in its own container, for the rare resume path (separate containers are fine there). */
 async function kong(run: KongRun, phase: "up" | "finish"): Promise<string> {
     progress(`kong migrations ${phase} with ${run.image}`);
-    const r = await runKong(run, ["migrations", phase, "--lock-timeout", String(run.lockTimeoutSeconds)], run.lockTimeoutSeconds + 300);
+    const r = await runKong(run, command(run, phase), run.lockTimeoutSeconds + 300);
     const output = (r.stdout + r.stderr).trim();
     if (output) process.stderr.write(`${output}\n`);
-    if (r.code !== 0) throw new StepError(`kong migrations ${phase} (${run.image}) failed with exit ${r.code}:\n${output}`);
+    if (r.code !== 0) failed(run, phase, { code: r.code, output });
     return output;
 }
 
@@ -26,26 +44,42 @@ function refuse(state: MigrationState, version: string, output: string): never {
 
 export async function migrations(spec: Migrations): Promise<object> {
     const run = spec.kong;
-    const before = await migrationsList(run);
+    // The command runs only when the list before says it has work (up: new, 5; finish: pending,
+    // 4), and the list after only when the command exited 0.
+    progress(`kong migrations list, ${spec.phase} if due, list again, in one container of ${run.image}`);
+    const seq = await runKongSequence(run, [
+        { args: LIST },
+        { args: command(run, spec.phase), when: [spec.phase === "up" ? 5 : 4] },
+        { args: LIST, when: [0] },
+    ], run.lockTimeoutSeconds + 300);
+    const [listBefore, cmd, listAfter] = seq.results;
+    const before = { state: state(run, listBefore), output: listBefore.output };
     progress(`before ${spec.phase}: ${before.state}`);
+    let containers = 1;
     const ran: string[] = [];
+    if (cmd) {
+        if (cmd.output) process.stderr.write(`${cmd.output}\n`);
+        if (cmd.code !== 0) failed(run, spec.phase, cmd);
+        ran.push(cmd.output);
+    }
     if (spec.phase === "up") {
         switch (before.state) {
             case "up-to-date":
                 progress(`nothing new for ${run.version}: up already ran`);
                 break;
             case "new":
-                ran.push(await kong(run, "up"));
                 break;
             case "pending": {
                 // Preflight refused pending migrations before X stopped, so pending ones here come
                 // from this step's own interrupted run. Kong's `up` refuses to run over them; its
                 // way forward is to finish them first, then run `up` for the rest.
                 const status = await migrationsStatus(run);
+                containers++;
                 if (status.new_migrations && status.new_migrations.length > 0) {
                     progress(`an interrupted up left migrations pending and others new: finishing the pending ones, then up`);
                     ran.push(await kong(run, "finish"));
                     ran.push(await kong(run, "up"));
+                    containers += 2;
                 } else {
                     progress(`up already ran for ${run.version}; its migrations await finish`);
                 }
@@ -60,7 +94,6 @@ export async function migrations(spec: Migrations): Promise<object> {
                 progress(`nothing pending for ${run.version}: finish already ran`);
                 break;
             case "pending":
-                ran.push(await kong(run, "finish"));
                 break;
             case "new":
                 throw new StepError(`kong migrations up has not completed for ${run.version}: list reports new migrations:\n${before.output}`);
@@ -68,7 +101,16 @@ export async function migrations(spec: Migrations): Promise<object> {
                 refuse(before.state, run.version, before.output);
         }
     }
-    const after = await migrationsList(run);
+    // Nothing ran: the state is the one just read. A command ran in this container: the list after
+    // it. The resume path ran its commands in containers of their own: list once more.
+    let after = before;
+    if (ran.length > (cmd ? 1 : 0)) {
+        after = await migrationsList(run);
+        containers++;
+    } else if (cmd) {
+        if (!listAfter) throw new StepError(`kong migrations list after ${spec.phase} (${run.image}) did not run`);
+        after = { state: state(run, listAfter), output: listAfter.output };
+    }
     progress(`after ${spec.phase}: ${after.state}`);
     const ok = spec.phase === "up" ? after.state === "pending" || after.state === "up-to-date" : after.state === "up-to-date";
     if (!ok) {
@@ -77,5 +119,11 @@ export async function migrations(spec: Migrations): Promise<object> {
             (aborted ? `: Kong aborted because another node held the migrations lock; nothing was migrated. Run pulumi up again once it is free` : "") +
             `:\n${after.output}`);
     }
-    return { version: run.version, phase: spec.phase, before: before.state, after: after.state, ran: ran.length };
+    // Timings for the bench: Kong's own (the command alone, plus the container it needs) against ours
+    // (the lists that gate it, and any further container).
+    const lists = seq.results.filter((r) => r.args === LIST).reduce((a, r) => a + r.seconds, 0);
+    return {
+        version: run.version, phase: spec.phase, before: before.state, after: after.state, ran: ran.length,
+        kongContainers: containers, kongSeconds: cmd ? cmd.seconds : 0, listSeconds: lists, containerSeconds: seq.containerSeconds,
+    };
 }

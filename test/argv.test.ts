@@ -2,7 +2,11 @@
 import { strict as assert } from "assert";
 import { describe, it } from "node:test";
 import { dockerEnv } from "../steps/lib/docker";
-import { kongDockerArgv } from "../steps/lib/kong";
+import { spawnSync } from "child_process";
+import { mkdtempSync, writeFileSync } from "fs";
+import * as os from "os";
+import * as path from "path";
+import { kongDockerArgv, kongScript, kongShellArgv } from "../steps/lib/kong";
 import { pgToolArgv, pgConnArgs } from "../steps/lib/pgtools";
 import { KongRun } from "../steps/lib/spec";
 
@@ -22,6 +26,28 @@ describe("kongDockerArgv", () => {
             "-e", "KONG_LOG_LEVEL=notice", "-e", "KONG_PG_PASSWORD", "-e", "KONG_LICENSE_DATA",
             "kong:3.7.1", "kong", "migrations", "up", "--lock-timeout", "600",
         ]);
+    });
+});
+
+describe("kongShellArgv and kongScript", () => {
+    it("runs a sequence in the same container, settings and secrets as kongDockerArgv, a shell as the command", () => {
+        delete process.env.KONG_UPGRADE_DOCKER;
+        const argv = kongShellArgv(run, "the script");
+        assert.deepEqual(argv, [...kongDockerArgv(run, []).slice(0, -1), "sh", "-c", "the script"]);
+    });
+
+    it("runs each command only when the one before exited as required, marks each exit code, expands KONG_*_FILE", () => {
+        // `kong` here is a shell function: prints its arguments and exits with the number after "exit".
+        const fake = `k() { echo "ran $* pw=$KONG_PG_PASSWORD"; return "$3"; }; k`;
+        const script = kongScript(fake, [{ args: ["x", "list", "5"] }, { args: ["x", "up", "1"], when: [5] }, { args: ["x", "list", "0"], when: [0] }]);
+        const dir = mkdtempSync(path.join(os.tmpdir(), "kong-script-"));
+        writeFileSync(`${dir}/pw`, "from-file");
+        const r = spawnSync("/bin/sh", ["-c", script], { env: { PATH: process.env.PATH, KONG_PG_PASSWORD_FILE: `${dir}/pw` }, encoding: "utf8" });
+        assert.equal(r.status, 0);
+        assert.deepEqual(r.stdout.split("\n").filter(Boolean), [
+            "kong-upgrade:start", "ran x list 5 pw=from-file", "kong-upgrade:exit 0 5", "ran x up 1 pw=from-file", "kong-upgrade:exit 1 1",
+        ], "the list after up did not run: up exited 1");
+        assert.deepEqual(r.stderr.split("\n").filter(Boolean), ["kong-upgrade:exit 0 5", "kong-upgrade:exit 1 1"]);
     });
 });
 

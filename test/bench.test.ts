@@ -14,5 +14,5 @@ it("npm run bench -- --quick prints the comparison table and the speed-up line",
         "restore: rename (ours, default)", "restore: set aside + template copy", "restore: pg_restore into fresh db", "restore: rename, database step alone"]) {
         assert.match(stdout, new RegExp(`^small\\s+${op.replace(/[()+]/g, "\\$&")}\\s+\\d+\\s+[\\d.]+\\s+[\\d.]+`, "m"), op);
     }
-    assert.match(stdout.trim().split("\n").pop() ?? "", /^snapshot speedup vs pg_dump: \d+\.\d×; restore speedup vs pg_restore: \d+\.\d×$/);
+    assert.match(stdout.trim().split("\n").pop() ?? "", /^snapshot speedup vs pg_dump: \d+\.\d×; restore speedup vs pg_restore: \d+\.\d×; overhead: (-?\d+\.\d\d s|n\/a \(no rehearsal\))$/);
 });

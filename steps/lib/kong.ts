@@ -102,3 +102,125 @@ export async function migrationsStatus(run: KongRun): Promise<MigrationStatus> {
     if (!line) throw new StepError(`kong migrations status (${run.image}) printed no JSON:\n${r.stdout}`);
     return JSON.parse(line) as MigrationStatus;
 }
+
+/**
+ * One `kong` command of a sequence run in one container. It runs only when the command before it
+ * ran and exited with one of `when` (the first always runs).
+ */
+export interface KongCall {
+    args: string[];
+    when?: number[];
+}
+
+/** What one command of a sequence printed, its exit code, and its seconds inside the container. */
+export interface KongCallResult {
+    args: string[];
+    code: number;
+    output: string;
+    seconds: number;
+}
+
+/** A sequence's results, with the seconds the container itself cost (start, removal). */
+export interface KongSequence {
+    results: KongCallResult[];
+    containerSeconds: number;
+}
+
+const MARK = "kong-upgrade:exit";
+const START = "kong-upgrade:start";
+
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The shell script of a sequence: each command, then a marker line with its exit code on stdout
+ * and stderr (its output is the text between markers). A leading newline keeps the marker on its
+ * own line when Kong's last line has none. docker-kong's entrypoint hands a command other than
+ * `kong …` straight to exec, skipping its `<VAR>_FILE` expansion, so the script does that itself.
+ */
+export function kongScript(kong: string, calls: KongCall[]): string {
+    const lines = [
+        `for v in $(env | grep -o '^KONG_[A-Z0-9_]*_FILE=' | tr -d =); do n=\${v%_FILE}; eval "export $n=\\"\\$(cat \\"\\$$v\\")\\"; unset $v"; done`,
+        `echo ${START}`,
+    ];
+    let close = "";
+    calls.forEach((c, i) => {
+        const run = `${kong} ${c.args.map(shq).join(" ")}; s=$?; printf '\\n${MARK} ${i} %s\\n' $s; printf '\\n${MARK} ${i} %s\\n' $s >&2`;
+        if (i > 0 && c.when) {
+            lines.push(`if ${c.when.map((w) => `[ $s -eq ${w} ]`).join(" || ")}; then`);
+            close += "fi; ";
+        }
+        lines.push(run);
+    });
+    if (close) lines.push(close.trim());
+    lines.push("exit 0");
+    return lines.join("\n");
+}
+
+/** Splits a stream by the markers: the text before marker i is command i's. */
+function segments(stream: string): Map<number, { code: number; text: string }> {
+    const out = new Map<number, { code: number; text: string }>();
+    let text: string[] = [];
+    for (const line of stream.split("\n")) {
+        const m = new RegExp(`^${MARK} (\\d+) (\\d+)$`).exec(line);
+        if (m) {
+            out.set(Number(m[1]), { code: Number(m[2]), text: text.join("\n") });
+            text = [];
+        } else if (line !== START) {
+            text.push(line);
+        }
+    }
+    return out;
+}
+
+/**
+ * Runs `kong <args>` for each call in ONE container (one Kong image start, one container
+ * created and removed), or one local shell with KONG_UPGRADE_KONG_COMMAND. Each command's output
+ * and exit code come back apart; each is timed as its marker arrives.
+ */
+export async function runKongSequence(run: KongRun, calls: KongCall[], timeoutSeconds = 0): Promise<KongSequence> {
+    const local = process.env.KONG_UPGRADE_KONG_COMMAND;
+    const script = kongScript(local ? shq(local) : "kong", calls);
+    const t0 = Date.now();
+    const marks: number[] = [];
+    let pending = "";
+    const onStdout = (chunk: string) => {
+        pending += chunk;
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const l of lines) if (l === START || l.startsWith(`${MARK} `)) marks.push(Date.now());
+    };
+    let r: ExecResult;
+    try {
+        r = local
+            ? await exec(["/bin/sh", "-c", script], { ...kongEnv(run), KONG_VERSION: run.version, ...secretEnv(run) }, timeoutSeconds, onStdout)
+            : await exec(kongShellArgv(run, script), { ...secretEnv(run), ...dockerEnv(run.docker) }, timeoutSeconds, onStdout);
+    } catch (e) {
+        throw new StepError(`cannot run kong (${run.image}): ${(e as Error).message}`);
+    }
+    const end = Date.now();
+    const out = segments(r.stdout);
+    const err = segments(r.stderr);
+    const results: KongCallResult[] = [];
+    for (let i = 0; i < calls.length && out.has(i); i++) {
+        const text = `${out.get(i)!.text}\n${err.get(i)?.text ?? ""}`.trim();
+        results.push({ args: calls[i].args, code: out.get(i)!.code, output: text, seconds: (marks[i + 1] - marks[i]) / 1000 });
+    }
+    if (results.length === 0 || r.code !== 0) {
+        // The container did not get through the script: docker's own error (no such image, network).
+        throw new StepError(`cannot run kong ${calls[0].args.join(" ")} (${run.image}): exit ${r.code}:\n${(r.stdout + r.stderr).trim()}`);
+    }
+    const inside = results.reduce((a, x) => a + x.seconds, 0);
+    return { results, containerSeconds: Math.max(0, (end - t0) / 1000 - inside) };
+}
+
+/** `docker run … <image> sh -c <script>`: kongDockerArgv's container with a shell as its command. */
+export function kongShellArgv(run: KongRun, script: string): string[] {
+    const argv = kongDockerArgv(run, []);
+    argv.pop(); // "kong"
+    return [...argv, "sh", "-c", script];
+}
+
+/** A `kong migrations list` result read as a state (kong-facts §1.2); undefined for any other exit. */
+export function listState(code: number): MigrationState | undefined {
+    return ({ 0: "up-to-date", 3: "needs-bootstrap", 4: "pending", 5: "new" } as Record<number, MigrationState>)[code];
+}

@@ -30,14 +30,15 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Asks `check` every half second until it answers undefined (done); its other answers say what
- * it saw. Past `deadline` (ms since the epoch), fails with `timedOut(last answer)`.
+ * Asks `check` every `everyMs` (100 ms: a node's readiness is seen within a tenth of a second,
+ * inside the downtime window) until it answers undefined (done); its other answers say what it
+ * saw. Past `deadline` (ms since the epoch), fails with `timedOut(last answer)`.
  */
-export async function pollUntil(deadline: number, check: () => Promise<string | undefined>, timedOut: (last: string) => string): Promise<void> {
+export async function pollUntil(deadline: number, check: () => Promise<string | undefined>, timedOut: (last: string) => string, everyMs = 100): Promise<void> {
     for (;;) {
         const seen = await check();
         if (seen === undefined) return;
         if (Date.now() > deadline) throw new StepError(timedOut(seen));
-        await sleep(500);
+        await sleep(everyMs);
     }
 }

@@ -1,8 +1,11 @@
 // A test double of the docker CLI for the step programs: containers live in a JSON file
 // ($FAKE_DOCKER_STATE; with DOCKER_HOST set, one file per host: $FAKE_DOCKER_STATE@<host>). It
-// answers the calls the steps make (container inspect, ps with label filters, stop, start) and
-// logs every argv to <that file>.log.
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "fs";
+// answers the calls the steps make (container inspect, ps with label filters, stop, start, and
+// `run` of a Kong image with $FAKE_DOCKER_KONG as its `kong`) and logs every argv to <that file>.log.
+import { spawnSync } from "child_process";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import * as os from "os";
+import * as path from "path";
 import { fakeHostState } from "./hosts";
 
 interface Container { running: boolean; health: string; labels: Record<string, string> }
@@ -49,6 +52,36 @@ switch (args[0]) {
         }
         save(world);
         break;
+    }
+    case "run": {
+        // `run --rm [options] <image> <command…>`: the command runs here, with the settings given by
+        // -e (a bare name copies this process's value, as docker does), the image's tag as Kong's
+        // version and the stand-in ($FAKE_DOCKER_KONG) as `kong` on its PATH.
+        const env: Record<string, string> = {};
+        let i = 1;
+        for (; i < args.length; i++) {
+            const a = args[i];
+            if (a === "-e") {
+                const kv = args[++i];
+                const at = kv.indexOf("=");
+                if (at < 0) env[kv] = process.env[kv] ?? "";
+                else env[kv.slice(0, at)] = kv.slice(at + 1);
+            } else if (["--network", "--label", "-v", "--user", "--name"].includes(a)) {
+                i++;
+            } else if (!a.startsWith("-")) {
+                break;
+            }
+        }
+        const image = args[i];
+        const kong = process.env.FAKE_DOCKER_KONG;
+        if (!kong) { process.stderr.write("fake docker: FAKE_DOCKER_KONG is not set\n"); process.exit(125); }
+        const bin = mkdtempSync(path.join(os.tmpdir(), "fake-docker-bin-"));
+        writeFileSync(path.join(bin, "kong"), `#!/bin/sh\nexec '${kong}' "$@"\n`, { mode: 0o755 });
+        const r = spawnSync(args[i + 1], args.slice(i + 2), {
+            env: { PATH: `${bin}:${process.env.PATH}`, HOME: os.tmpdir(), KONG_VERSION: image.split(":").pop()!, ...env }, stdio: "inherit",
+        });
+        rmSync(bin, { recursive: true, force: true });
+        process.exit(r.status ?? 125);
     }
     default:
         process.stderr.write(`fake docker: unsupported ${args.join(" ")}\n`);

@@ -4,7 +4,7 @@ import { spawn } from "child_process";
 import { mkdtempSync } from "fs";
 import * as os from "os";
 import * as path from "path";
-import { STEP_NODE_OPTIONS } from "../../components/step";
+import { stepArgv } from "../../components/step";
 import { parseStepResult } from "../../steps/lib/log";
 import { KongRun, SECRET_ENV, SPEC_ENV, EXPECT_ENV, StepSpec, DbTarget, ClusterRef } from "../../steps/lib/spec";
 
@@ -21,7 +21,7 @@ export interface StepRun {
 
 export function runStep(spec: StepSpec, opts: { password: string; expect?: string; env?: Record<string, string> }): Promise<StepRun> {
     return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [...STEP_NODE_OPTIONS, "steps/main.ts", spec.step], {
+        const child = spawn(process.execPath, stepArgv(spec.step).slice(1), {
             cwd: ROOT,
             env: {
                 ...process.env,

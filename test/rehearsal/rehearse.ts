@@ -466,15 +466,15 @@ export async function rehearse(): Promise<string> {
         const built = spawnSync("bash", ["test/rehearsal/images.sh", ...(SIMULATED ? VERSIONS : [])], { cwd: ROOT, stdio: "inherit" });
         assert.equal(built.status, 0, "building the rehearsal images failed");
     }
-    // REHEARSAL_ONLY=hybrid (or fault, rollback-after-fault, online, hosts) runs that chain alone.
+    // REHEARSAL_ONLY=hybrid (or main, fault, rollback-after-fault, online, hosts) runs that chain alone.
     const only: Record<string, () => Promise<void>> = {
-        fault: chainFault, "rollback-after-fault": chainRollbackAfterFault, online: chainOnlineSnapshot, hybrid: chainHybrid,
+        main: async () => { say(await chainMain()); }, fault: chainFault, "rollback-after-fault": chainRollbackAfterFault, online: chainOnlineSnapshot, hybrid: chainHybrid,
         hosts: chainHosts,
     };
     const pick = process.env.REHEARSAL_ONLY;
     if (pick) {
         assert.ok(only[pick], `REHEARSAL_ONLY must be one of ${Object.keys(only).join(", ")}`);
-        try { await only[pick](); } finally { for (const s of ["rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f"]) cleanup(s); }
+        try { await only[pick](); } finally { for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f"]) cleanup(s); }
         return `${pick} chain passed`;
     }
     try {
