@@ -2,6 +2,7 @@
 // Pure: takes the parsed JSON of each key, returns typed settings with defaults applied, or throws
 // a ConfigError naming every problem and what to change. Runs before any resource exists, so a
 // wrong request fails `pulumi preview` and changes nothing.
+import { looksSecret, secretEnvProblems, secretInEnvProblem } from "./secrets";
 import { KongVersion, VersionError, compareVersions, parseVersion, upgradeChain } from "./versions";
 
 export class ConfigError extends Error {
@@ -52,6 +53,11 @@ export interface KongSettings {
     plugins: string;
     /** Extra KONG_* environment for every node and migration run. Default {}. */
     env: Record<string, string>;
+    /**
+     * Secret KONG_* settings (a Pulumi secret): to nodes as secret environment, to step programs as
+     * secret environment, to one-off containers by name only (`-e NAME`). Default {}.
+     */
+    secretEnv: Record<string, string>;
     ports: KongPorts;
     /** Host address the Admin and Status APIs are published on. Default "127.0.0.1". */
     adminAddress: string;
@@ -130,8 +136,13 @@ export interface DatabaseSettings {
     schema?: string;
     /** Embedded only: the PostgreSQL image. Default "postgres:15". */
     image: string;
-    /** Embedded only: the superuser password (secret). Default: `password`. */
-    adminPassword: string;
+    /**
+     * Embedded only: the superuser password (secret). Default: generated once and kept in state
+     * (the `database-superuser` step); setting or changing it rotates the password in the server.
+     */
+    adminPassword?: string;
+    /** verify-ca/verify-full: PEM file of the CA that signed the server's certificate (host path). */
+    sslRootCert?: string;
 }
 
 /** One Docker host of `docker.hosts`. */
@@ -187,13 +198,13 @@ export interface RawConfig {
 export const EMBEDDED_DATABASE_ALIAS = "kong-database";
 
 const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "ports", "adminAddress", "proxyAddress",
-    "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license", "role", "dataPlanes",
+    "drainSeconds", "lockTimeoutSeconds", "healthTimeoutSeconds", "smokePath", "license", "role", "dataPlanes", "secretEnv",
     "clusterCert", "clusterCertKey", "clusterControlPlane"] as const;
 const PORT_KEYS = ["proxy", "admin", "status", "stride", "dpProxy", "dpStatus", "cluster"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
     "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
-    "schema", "image", "adminPassword"] as const;
+    "schema", "image", "adminPassword", "sslRootCert"] as const;
 const DOCKER_KEYS = ["hosts"] as const;
 const HOST_KEYS = ["name", "host", "certPath", "address", "firstNode", "firstDataPlane"] as const;
 export const ROOT_KEYS = ["kong", "upgrade", "database", "docker"] as const;
@@ -352,12 +363,20 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
             problems.push(`kong.env.${name}: only KONG_* settings belong here (Kong reads every kong.conf property as KONG_<NAME>)`);
         } else if (/^KONG_(PG_|DATABASE$|PLUGINS$|LICENSE_DATA$)/.test(name)) {
             problems.push(`kong.env.${name} is managed by the program; set it through kong.plugins, kong.license or database.* instead`);
+        } else if (looksSecret(name)) {
+            problems.push(secretInEnvProblem(name));
         } else if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
             problems.push(`kong.env.${name} must be a string`);
         } else {
             env[name] = String(value);
         }
     }
+    // Not k.object: its message would quote the (secret) value.
+    const secretEnvRaw = kongObj.secretEnv;
+    if (secretEnvRaw !== undefined && !isObject(secretEnvRaw)) problems.push(`kong.secretEnv must be an object of KONG_* names to secret values`);
+    const secretEnvObj = isObject(secretEnvRaw) ? secretEnvRaw : {};
+    problems.push(...secretEnvProblems(secretEnvObj, envObj));
+    const secretEnv = Object.fromEntries(Object.entries(secretEnvObj).filter(([, v]) => typeof v === "string")) as Record<string, string>;
     const kong: KongSettings = {
         version: version ?? { major: 0, minor: 0, rest: [0], text: "0.0.0" },
         image: k.string("image", "kong")!,
@@ -368,6 +387,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         clusterCertKey: k.string("clusterCertKey"),
         plugins: k.string("plugins", "bundled")!,
         env,
+        secretEnv,
         ports,
         adminAddress: k.string("adminAddress", "127.0.0.1")!,
         proxyAddress: k.string("proxyAddress", "0.0.0.0")!,
@@ -411,7 +431,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         database = {
             mode, host: "127.0.0.1", port: hostPort, containerHost: EMBEDDED_DATABASE_ALIAS, containerPort: 5432,
             name, user, password: password ?? "", sslmode: d.oneOf("sslmode", ["disable", "require", "verify-ca", "verify-full"] as const, "disable"),
-            schema, image: d.string("image", "postgres:15")!, adminPassword: d.string("adminPassword") ?? password ?? "",
+            schema, image: d.string("image", "postgres:15")!, adminPassword: d.string("adminPassword"), sslRootCert: d.string("sslRootCert"),
         };
         if (Object.values(ports).includes(hostPort)) problems.push(`database.port ${hostPort} collides with a Kong port; choose another`);
     } else {
@@ -429,10 +449,20 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
         database = {
             mode, host: host ?? "", port, containerHost, containerPort: port, name, user, password: password ?? "",
             sslmode: d.oneOf("sslmode", ["disable", "require", "verify-ca", "verify-full"] as const, "disable"),
-            schema, image: "", adminPassword: "",
+            schema, image: "", sslRootCert: d.string("sslRootCert"),
         };
     }
 
+    if (database.sslmode === "verify-ca" || database.sslmode === "verify-full") {
+        if (database.sslRootCert === undefined) {
+            problems.push(`database.sslmode ${database.sslmode} needs database.sslRootCert: the PEM file of the CA that signed the server's certificate`);
+        }
+    } else if (database.sslRootCert !== undefined) {
+        problems.push(`database.sslRootCert only applies to database.sslmode verify-ca or verify-full; set one of them, or remove it`);
+    }
+    if (database.sslRootCert !== undefined && database.sslRootCert.includes(":")) {
+        problems.push(`database.sslRootCert "${database.sslRootCert}" must not contain ":" (it is mounted into Kong's containers)`);
+    }
     let upgrade: UpgradeSettings | undefined;
     const upObj = rootObject(problems, "upgrade", raw.upgrade, false);
     if (upObj) {

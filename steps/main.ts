@@ -11,6 +11,7 @@ import { snapshot } from "./snapshot";
 import { startCluster, stopCluster } from "./cluster";
 import { verify } from "./verify";
 import { clusterCert, ready } from "./hybrid";
+import { password } from "./password";
 
 export async function runStep(spec: StepSpec): Promise<object> {
     switch (spec.step) {
@@ -24,6 +25,7 @@ export async function runStep(spec: StepSpec): Promise<object> {
         case "verify": return verify(spec);
         case "cluster-cert": return clusterCert(spec);
         case "ready": return ready(spec);
+        case "password": return password(spec);
     }
 }
 
