@@ -31,7 +31,7 @@ describe("pgToolArgv", () => {
     it("runs pg_dump in a PostgreSQL container with the dump folder mounted and PGPASSWORD by name", () => {
         delete process.env.KONG_UPGRADE_PG_TOOLS;
         assert.deepEqual(pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, db, "kong"), "-f", { file: "snap.dump" }]), [
-            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots", "-e", "PGPASSWORD", "postgres:15",
+            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots", "-e", "PGPASSWORD", "-e", "PGSSLMODE", "postgres:15",
             "pg_dump", "-Fc", "-h", "kong-database", "-p", "5432", "-U", "kong", "-d", "kong", "-f", "/snapshots/snap.dump",
         ]);
     });
