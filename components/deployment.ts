@@ -364,7 +364,9 @@ export class KongDeployment extends pulumi.ComponentResource {
         const secrets = this.secrets();
         const dump = u && u.snapshotStrategy === "dump"
             ? { image: u.dumpImage, network: s.network, directory: u.dumpDirectory, host: s.database.containerHost, port: s.database.containerPort,
-                sslmode: s.database.sslmode, ...(this.caFile() ? { sslRootCert: this.caFile() } : {}), docker: this.toolsEndpoint() }
+                // Absent means disable: a stack without TLS keeps the spec it had.
+                ...(s.database.sslmode !== "disable" ? { sslmode: s.database.sslmode } : {}),
+                ...(this.caFile() ? { sslRootCert: this.caFile() } : {}), docker: this.toolsEndpoint() }
             : undefined;
         switch (step.kind) {
             case "bootstrap":
