@@ -25,8 +25,9 @@ const settings = readSettings({
 const kong = new KongDeployment("kong", {
     settings,
     password: pulumi.secret(settings.database.password),
-    // Unset database.adminPassword: Kong's password, as before (a generated one is #11's item 6).
-    adminPassword: pulumi.secret(settings.database.adminPassword ?? settings.database.password),
+    adminPassword: settings.database.adminPassword !== undefined ? pulumi.secret(settings.database.adminPassword) : undefined,
+    // Each value a secret of its own; the names stay readable in specs and diffs.
+    secretEnv: Object.fromEntries(Object.entries(settings.kong.secretEnv).map(([k, v]) => [k, pulumi.secret(v)])),
     license: settings.kong.license !== undefined ? pulumi.secret(settings.kong.license) : undefined,
 });
 

@@ -24,6 +24,8 @@ export interface KongClusterArgs {
     kong: KongSettings;
     /** KONG_* environment of every node (secrets as secret Outputs). */
     env: pulumi.Input<pulumi.Input<string>[]>;
+    /** Host files mounted read-only into every node (the database's CA for verify-ca/verify-full). Default none. */
+    files?: { host: string; container: string }[];
     /** Where node `index` runs (placement.ts decides; the same for every version). */
     hostOf: (index: number) => NodeHost;
     /**
@@ -48,6 +50,8 @@ export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "a
         hostname: names.node(args.version, i, kind),
         image: host.imageId,
         envs: args.env,
+        ...(args.files && args.files.length > 0
+            ? { volumes: args.files.map((f) => ({ hostPath: f.host, containerPath: f.container, readOnly: true })) } : {}),
         networksAdvanced: [aliases.length > 0 ? { name: host.networkName, aliases } : { name: host.networkName }],
         ports,
         // `kong health` is the official image's own check; verify and ready go deeper. Docker runs

@@ -10,7 +10,8 @@ import { stepCommand } from "./step";
 import { KongVersion } from "./versions";
 import { kongEnv } from "../steps/lib/kong";
 import { parseStepResult } from "../steps/lib/log";
-import { ClusterRef, DbTarget, DockerEndpoint, KongRun, SECRET_ENV } from "../steps/lib/spec";
+import * as path from "path";
+import { ClusterRef, DbTarget, DockerEndpoint, KongRun, PG_CA_MOUNT, SECRET_ENV } from "../steps/lib/spec";
 
 /** One Docker host's share of the stack: its provider, the stack's network there, the images pulled there. */
 interface HostResources {
@@ -35,8 +36,10 @@ export interface KongDeploymentArgs {
     settings: Settings;
     /** Kong's database password, a secret Output. */
     password: pulumi.Output<string>;
-    /** Embedded database superuser password, a secret Output. */
-    adminPassword: pulumi.Output<string>;
+    /** Embedded database superuser password, a secret Output, when configured; default: generated. */
+    adminPassword?: pulumi.Output<string>;
+    /** kong.secretEnv's values, each a secret Output; the names are plain. Default none. */
+    secretEnv?: Record<string, pulumi.Output<string>>;
     /** Enterprise license, a secret Output, when configured. */
     license?: pulumi.Output<string>;
 }
@@ -126,7 +129,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     const v = step.version!;
                     const kind = clusterNodeKind(this.s);
                     serving = new KongCluster(names.cluster(v), {
-                        version: v, kong: this.s.kong, env: this.nodeEnv(kind), hostOf: (i) => this.nodeHost(v, kind, i),
+                        version: v, kong: this.s.kong, env: this.nodeEnv(kind), files: this.caFiles(), hostOf: (i) => this.nodeHost(v, kind, i),
                         publishClusterPort: kind === "cp" && this.s.docker.hosts.length > 1, stack: this.s.stack, after,
                     }, { parent: this });
                     serving.nodes.forEach((node, i) => this.done.set(step.resources[i], [node]));
@@ -204,7 +207,19 @@ export class KongDeployment extends pulumi.ComponentResource {
 
     private dbTarget(): DbTarget {
         const d = this.s.database;
-        return { host: d.host, port: d.port, database: d.name, user: d.user, sslmode: d.sslmode, schema: d.schema };
+        return { host: d.host, port: d.port, database: d.name, user: d.user, sslmode: d.sslmode, sslRootCert: this.caFile(), schema: d.schema };
+    }
+
+    /** database.sslRootCert as an absolute path (docker mounts need one), when verifying. */
+    private caFile(): string | undefined {
+        const f = this.s.database.sslRootCert;
+        return f === undefined ? undefined : path.resolve(f);
+    }
+
+    /** The CA file mounted read-only into every node that connects to the database. */
+    private caFiles(): { host: string; container: string }[] {
+        const f = this.caFile();
+        return f ? [{ host: f, container: PG_CA_MOUNT }] : [];
     }
 
     private kongRun(v: KongVersion): KongRun {
@@ -212,7 +227,11 @@ export class KongDeployment extends pulumi.ComponentResource {
         return {
             image: this.imageRef(v), version: v.text, network: this.s.network, plugins: this.s.kong.plugins,
             env: this.s.kong.env,
-            pg: { host: d.containerHost, port: d.containerPort, database: d.name, user: d.user, ssl: d.sslmode !== "disable", schema: d.schema },
+            ...(Object.keys(this.s.kong.secretEnv).length > 0 ? { secretEnv: Object.keys(this.s.kong.secretEnv) } : {}),
+            pg: {
+                host: d.containerHost, port: d.containerPort, database: d.name, user: d.user, ssl: d.sslmode !== "disable",
+                sslRootCert: this.caFile(), schema: d.schema,
+            },
             lockTimeoutSeconds: this.s.kong.lockTimeoutSeconds,
             license: this.args.license !== undefined,
             docker: this.toolsEndpoint(),
@@ -277,7 +296,7 @@ export class KongDeployment extends pulumi.ComponentResource {
             ...kongEnv(this.kongRun(this.s.kong.version)),
         };
         const plain = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-        const secret: pulumi.Input<string>[] = [pulumi.interpolate`KONG_PG_PASSWORD=${this.args.password}`];
+        const secret: pulumi.Input<string>[] = [pulumi.interpolate`KONG_PG_PASSWORD=${this.args.password}`, ...this.secretEnvElements()];
         if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
         if (kind === "cp") {
             plain.push("KONG_ROLE=control_plane", "KONG_CLUSTER_LISTEN=0.0.0.0:8005", "KONG_PROXY_LISTEN=off");
@@ -299,7 +318,7 @@ export class KongDeployment extends pulumi.ComponentResource {
             KONG_PLUGINS: this.s.kong.plugins,
             ...this.s.kong.env,
         };
-        const secret = this.certEnv();
+        const secret = [...this.certEnv(), ...this.secretEnvElements()];
         if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
         return pulumi.secret(pulumi.all([...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...secret]));
     }
@@ -323,9 +342,16 @@ export class KongDeployment extends pulumi.ComponentResource {
         return [c.apply((x) => `KONG_CLUSTER_CERT=${x.cert}`), c.apply((x) => `KONG_CLUSTER_CERT_KEY=${x.key}`)];
     }
 
+    /** kong.secretEnv as `NAME=value` environment elements, each a secret. */
+    private secretEnvElements(): pulumi.Output<string>[] {
+        return Object.entries(this.args.secretEnv ?? {}).map(([k, v]) => pulumi.secret(pulumi.interpolate`${k}=${v}`));
+    }
+
     private secrets(): Record<string, pulumi.Input<string>> {
         const out: Record<string, pulumi.Input<string>> = { [SECRET_ENV.password]: this.args.password };
         if (this.args.license) out[SECRET_ENV.license] = this.args.license;
+        // Named in the spec (KongRun.secretEnv), valued only here; steps pass them on with `-e NAME`.
+        for (const [k, v] of Object.entries(this.args.secretEnv ?? {})) out[k] = pulumi.secret(v);
         return out;
     }
 
@@ -338,7 +364,9 @@ export class KongDeployment extends pulumi.ComponentResource {
         const secrets = this.secrets();
         const dump = u && u.snapshotStrategy === "dump"
             ? { image: u.dumpImage, network: s.network, directory: u.dumpDirectory, host: s.database.containerHost, port: s.database.containerPort,
-                docker: this.toolsEndpoint() }
+                // Absent means disable: a stack without TLS keeps the spec it had.
+                ...(s.database.sslmode !== "disable" ? { sslmode: s.database.sslmode } : {}),
+                ...(this.caFile() ? { sslRootCert: this.caFile() } : {}), docker: this.toolsEndpoint() }
             : undefined;
         switch (step.kind) {
             case "bootstrap":

@@ -19,6 +19,7 @@ export async function runStep(spec: StepSpec): Promise<object> {
         case "verify": return (require("./verify") as typeof import("./verify")).verify(spec);
         case "cluster-cert": return (require("./hybrid") as typeof import("./hybrid")).clusterCert(spec);
         case "ready": return (require("./hybrid") as typeof import("./hybrid")).ready(spec);
+        case "password": return (require("./password") as typeof import("./password")).password(spec);
     }
 }
 

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { kongDockerArgv, kongScript, kongShellArgv } from "../steps/lib/kong";
-import { pgToolArgv, pgConnArgs } from "../steps/lib/pgtools";
+import { pgSslEnv, pgToolArgv, pgConnArgs } from "../steps/lib/pgtools";
 import { KongRun } from "../steps/lib/spec";
 
 const run: KongRun = {
@@ -51,15 +51,45 @@ describe("kongShellArgv and kongScript", () => {
     });
 });
 
+describe("kongDockerArgv with secret settings and a verified database", () => {
+    it("names kong.secretEnv by name only, mounts the CA read-only and turns verification on", () => {
+        delete process.env.KONG_UPGRADE_DOCKER;
+        const argv = kongDockerArgv({ ...run, license: false, secretEnv: ["KONG_ADMIN_GUI_SESSION_CONF"],
+            pg: { ...run.pg, ssl: true, sslRootCert: "/etc/pg/ca.pem" } }, ["migrations", "list"]);
+        assert.deepEqual(argv.slice(7, 9), ["-v", "/etc/pg/ca.pem:/etc/kong-upgrade/pg-root-ca.pem:ro"]);
+        for (const e of ["KONG_PG_SSL=on", "KONG_PG_SSL_VERIFY=on", "KONG_LUA_SSL_TRUSTED_CERTIFICATE=system,/etc/kong-upgrade/pg-root-ca.pem",
+            "KONG_PG_PASSWORD", "KONG_ADMIN_GUI_SESSION_CONF"]) {
+            assert.equal(argv[argv.indexOf(e) - 1], "-e", e);
+        }
+    });
+
+    it("keeps the operator's own trusted certificates and adds the database's CA", () => {
+        const argv = kongDockerArgv({ ...run, env: { KONG_LUA_SSL_TRUSTED_CERTIFICATE: "/etc/ssl/mine.pem" },
+            pg: { ...run.pg, ssl: true, sslRootCert: "/etc/pg/ca.pem" } }, ["migrations", "list"]);
+        assert.ok(argv.includes("KONG_LUA_SSL_TRUSTED_CERTIFICATE=/etc/ssl/mine.pem,/etc/kong-upgrade/pg-root-ca.pem"));
+    });
+});
+
 describe("pgToolArgv", () => {
     const dump = { image: "postgres:15", network: "kong-upgrade-dev", directory: "/var/snapshots", host: "kong-database", port: 5432 };
     const db = { host: "127.0.0.1", port: 15432, database: "kong", user: "kong", sslmode: "disable" as const };
     it("runs pg_dump in a PostgreSQL container with the dump folder mounted and PGPASSWORD by name", () => {
         delete process.env.KONG_UPGRADE_PG_TOOLS;
         assert.deepEqual(pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, db, "kong"), "-f", { file: "snap.dump" }]), [
-            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots", "-e", "PGPASSWORD", "postgres:15",
+            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots", "-e", "PGPASSWORD", "-e", "PGSSLMODE", "postgres:15",
             "pg_dump", "-Fc", "-h", "kong-database", "-p", "5432", "-U", "kong", "-d", "kong", "-f", "/snapshots/snap.dump",
         ]);
+    });
+
+    it("verify-full: the CA mounted read-only, PGSSLMODE and PGSSLROOTCERT by name (values in the tool's environment)", () => {
+        delete process.env.KONG_UPGRADE_PG_TOOLS;
+        const verified = { ...dump, sslmode: "verify-full" as const, sslRootCert: "/etc/pg/ca.pem" };
+        assert.deepEqual(pgToolArgv(verified, "pg_restore", ["-l", { file: "s.dump" }]), [
+            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots",
+            "-v", "/etc/pg/ca.pem:/etc/kong-upgrade/pg-root-ca.pem:ro", "-e", "PGPASSWORD", "-e", "PGSSLMODE", "-e", "PGSSLROOTCERT",
+            "postgres:15", "pg_restore", "-l", "/snapshots/s.dump",
+        ]);
+        assert.deepEqual(pgSslEnv(verified), { PGSSLMODE: "verify-full", PGSSLROOTCERT: "/etc/kong-upgrade/pg-root-ca.pem" });
     });
 });
 

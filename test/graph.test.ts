@@ -51,7 +51,7 @@ describe("steady (no upgrade block)", () => {
             assert.equal(inputs.wait, true);
             assert.deepEqual((inputs.healthcheck as { tests: string[] }).tests, ["CMD", "kong", "health"]);
         }
-        assert.deepEqual(steady.names((r) => r.type === COMMAND), ["bootstrap", "verify-kong-3-4-3"]);
+        assert.deepEqual(steady.names((r) => r.type === COMMAND), ["database-superuser", "bootstrap", "verify-kong-3-4-3"]);
     });
 
     it("publishes the Admin and Status APIs on loopback and gives each node its own ports", () => {
@@ -208,7 +208,7 @@ describe("secrets", () => {
             for (const name of g.names((r) => r.type === COMMAND)) {
                 const c = g.get(name);
                 const env = c.inputs.environment as Record<string, string>;
-                if (!/^(stop|start)-/.test(name)) assert.equal(env.KONG_PG_PASSWORD, "[secret]", `${name}: the password travels as a secret`);
+                if (!/^(stop|start)-|^database-superuser$/.test(name)) assert.equal(env.KONG_PG_PASSWORD, "[secret]", `${name}: the password travels as a secret`);
                 else assert.equal(env.KONG_PG_PASSWORD, undefined, `${name} needs no password`);
                 assert.deepEqual(c.additionalSecretOutputs.sort(), ["stderr", "stdout"], `${name}: outputs secret`);
                 assert.match(String(c.inputs.create), /^node build\/step-programs\/steps\/main\.js [a-z-]+$/);

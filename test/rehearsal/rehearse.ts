@@ -289,6 +289,67 @@ async function chainOnlineSnapshot(): Promise<void> {
     cleanup(stack);
 }
 
+/** The superuser password the database-superuser step generated, from the engine double's state. */
+function superuserPassword(stack: string): string {
+    const state = JSON.parse(readFileSync(path.join(WORK, `${stack}.state.json`), "utf8")) as { resources: Record<string, { name: string; outputs: { stdout?: string } }> };
+    const step = Object.values(state.resources).find((r) => r.name === "database-superuser")!;
+    return (JSON.parse(step.outputs.stdout!.trim().split("\n").pop()!) as { password: string }).password;
+}
+
+/** Whether PostgreSQL accepts `user`/`password` (undefined) or its error code (28P01: refused). */
+async function login(port: number, user: string, password: string): Promise<string | undefined> {
+    const c = new Client({ host: "127.0.0.1", port, user, password, database: "postgres" });
+    try {
+        await c.connect();
+        await c.end();
+        return undefined;
+    } catch (e) {
+        return (e as { code?: string }).code ?? (e as Error).message;
+    }
+}
+
+/** Password rotation on a running 2-node cluster: Kong's role and the embedded superuser, proxy probed throughout. */
+async function chainRotation(): Promise<void> {
+    const stack = "rehearsal-g";
+    cleanup(stack);
+    const port = 24000;
+    const dbPort = port + 7000;
+    const cfg = base(stack, port, 2);
+    assert.ok((await up(stack, cfg, `fresh Kong ${X}, 2 nodes, superuser password generated`)).ok);
+    await writeEntities(port + 1);
+    await sleep(1500); // the nodes' routers pick the routes up
+    const superOld = superuserPassword(stack);
+    assert.notEqual(superOld, PASSWORD, "the superuser's password is not Kong's");
+    for (const i of [0, 1]) {
+        const env = sh(["docker", "inspect", "-f", "{{json .Config.Env}}", `${stack}-kong-${slug(X)}-node-${i}`]).out;
+        assert.ok(!env.includes(superOld), "no Kong container holds the superuser's password");
+    }
+    const [kongNew, superNew] = ["rotated-Kong-Pw-81d", "rotated-Super-Pw-33a"];
+    const rotated = { ...cfg, database: { ...(cfg.database as Config), password: kongNew, adminPassword: superNew } };
+    // Probe both nodes' proxies in turn: a request is answered when either node answers it.
+    const [[run, probes0], probes1] = await probeProxy(port + 10, () => probeProxy(port,
+        () => up(stack, rotated, "rotate Kong's and the superuser's passwords, proxies probed every 100 ms")));
+    assert.ok(run.ok, "the rotation failed");
+    const answered = (status: number) => (SIMULATED ? status === 200 : status > 0);
+    const lost = probes0.filter((p) => !answered(p.status) && !probes1.some((q) => Math.abs(q.at - p.at) < 150 && answered(q.status)));
+    process.stdout.write(`rotation: ${probes0.length + probes1.length} proxy requests, ${lost.length} unanswered by either node\n`);
+    assert.equal(lost.length, 0, "every probe answered by some node");
+    const order = (name: string) => run.timeline.find((e) => e.name === name);
+    assert.ok(order("database-superuser")!.op === "update" && order("database-role")!.op === "update", "both passwords changed in place");
+    const firstNode = Math.min(...run.timeline.filter((e) => /-node-\d$/.test(e.name) && e.op !== "same").map((e) => e.start));
+    assert.ok(order("database-role")!.end <= firstNode, "the server accepts the new password before any node uses it");
+    assert.equal(await login(dbPort, "kong", PASSWORD), "28P01", "Kong's old password is refused");
+    assert.equal(await login(dbPort, "kong", kongNew), undefined);
+    assert.equal(await login(dbPort, "postgres", superOld), "28P01", "the superuser's old password is refused");
+    assert.equal(await login(dbPort, "postgres", superNew), undefined);
+    await admin(port + 1, "POST", "/consumers", { username: "carol" });
+    assert.ok(((await admin(port + 11, "GET", "/consumers")).data as Array<{ username: string }>).some((c) => c.username === "carol"),
+        "the Admin API writes and reads with the new password");
+    const again = await up(stack, rotated, "the same configuration again");
+    assert.ok(again.ok && again.timeline.every((e) => e.op === "same"), "a rotated stack is steady");
+    cleanup(stack);
+}
+
 /** Hybrid: data planes answer through the control plane's downtime, then move to Y one at a time. */
 async function chainHybrid(): Promise<void> {
     const stack = "rehearsal-e";
@@ -466,15 +527,15 @@ export async function rehearse(): Promise<string> {
         const built = spawnSync("bash", ["test/rehearsal/images.sh", ...(SIMULATED ? VERSIONS : [])], { cwd: ROOT, stdio: "inherit" });
         assert.equal(built.status, 0, "building the rehearsal images failed");
     }
-    // REHEARSAL_ONLY=hybrid (or main, fault, rollback-after-fault, online, hosts) runs that chain alone.
+    // REHEARSAL_ONLY=hybrid (or main, fault, rollback-after-fault, online, hosts, rotation) runs that chain alone.
     const only: Record<string, () => Promise<void>> = {
         main: async () => { say(await chainMain()); }, fault: chainFault, "rollback-after-fault": chainRollbackAfterFault, online: chainOnlineSnapshot, hybrid: chainHybrid,
-        hosts: chainHosts,
+        hosts: chainHosts, rotation: chainRotation,
     };
     const pick = process.env.REHEARSAL_ONLY;
     if (pick) {
         assert.ok(only[pick], `REHEARSAL_ONLY must be one of ${Object.keys(only).join(", ")}`);
-        try { await only[pick](); } finally { for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f"]) cleanup(s); }
+        try { await only[pick](); } finally { for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g"]) cleanup(s); }
         return `${pick} chain passed`;
     }
     try {
@@ -489,9 +550,10 @@ export async function rehearse(): Promise<string> {
         await chainOnlineSnapshot();
         if (SIMULATED) await chainHybrid(); // the stand-in's data planes speak its own configuration exchange
         await chainHosts();
+        await chainRotation();
         return window;
     } finally {
-        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f"]) cleanup(s);
+        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g"]) cleanup(s);
     }
 }
 
@@ -501,7 +563,7 @@ if (require.main === module) {
         process.exit(1);
     }
     rehearse().then((window) => {
-        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 6 : 3} chains\n${window}\n`);
+        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 7 : 4} chains\n${window}\n`);
     }, (e: unknown) => {
         process.stderr.write(`\nrehearsal FAILED: ${(e as Error).message}\n`);
         process.exit(1);
