@@ -2,6 +2,9 @@
 // password, the password steps that rotate a role, and database TLS verification.
 import { strict as assert } from "assert";
 import { before, describe, it } from "node:test";
+import { mkdtempSync, writeFileSync } from "fs";
+import * as os from "os";
+import * as path from "path";
 import { Evaluation } from "../bin/evaluate";
 import { Graph, evaluate } from "./helpers/program";
 
@@ -105,17 +108,20 @@ describe("external database: Kong's role changes its own password", () => {
 describe("database TLS verification", () => {
     let g: Graph;
     let revealed: Graph;
+    // Preview reads the CA file (it must hold a PEM certificate), so the test gives it one.
+    const ca = path.join(mkdtempSync(path.join(os.tmpdir(), "kong-upgrade-ca-")), "ca.pem");
+    writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
     before(async () => {
         const config = {
             ...base, upgrade: { to: "3.5.0", snapshotStrategy: "dump", dumpDirectory: "/var/snapshots" },
-            database: { mode: "external", host: "db.internal", password: PASSWORD, sslmode: "verify-full", sslRootCert: "/etc/pg/ca.pem" },
+            database: { mode: "external", host: "db.internal", password: PASSWORD, sslmode: "verify-full", sslRootCert: ca },
         };
         [g, revealed] = (await Promise.all([evaluate(config), evaluate(config, { revealSecrets: true })])).map(Graph.of);
     });
 
     it("nodes verify the server: KONG_PG_SSL_VERIFY, the CA mounted read-only and trusted beside the system's", () => {
         for (const n of kongNodes(g)) {
-            assert.deepEqual(g.get(n).inputs.volumes, [{ hostPath: "/etc/pg/ca.pem", containerPath: "/etc/kong-upgrade/pg-root-ca.pem", readOnly: true }]);
+            assert.deepEqual(g.get(n).inputs.volumes, [{ hostPath: ca, containerPath: "/etc/kong-upgrade/pg-root-ca.pem", readOnly: true }]);
             const envs = JSON.stringify(revealed.get(n).inputs.envs);
             for (const e of ["KONG_PG_SSL=on", "KONG_PG_SSL_VERIFY=on", "KONG_LUA_SSL_TRUSTED_CERTIFICATE=system,/etc/kong-upgrade/pg-root-ca.pem"]) {
                 assert.ok(envs.includes(e), `${n} lacks ${e}`);
@@ -125,26 +131,26 @@ describe("database TLS verification", () => {
 
     it("one-off containers, pg_dump and the steps' client get the mode and the CA", () => {
         const up = g.spec("migrations-up-3-5-0") as { kong: { pg: { sslRootCert?: string } }; db: { sslmode: string; sslRootCert?: string } };
-        assert.equal(up.kong.pg.sslRootCert, "/etc/pg/ca.pem");
-        assert.deepEqual([up.db.sslmode, up.db.sslRootCert], ["verify-full", "/etc/pg/ca.pem"]);
+        assert.equal(up.kong.pg.sslRootCert, ca);
+        assert.deepEqual([up.db.sslmode, up.db.sslRootCert], ["verify-full", ca]);
         const snap = g.spec("snapshot-3-4-3-to-3-5-0") as { dump: { sslmode: string; sslRootCert?: string } };
-        assert.deepEqual([snap.dump.sslmode, snap.dump.sslRootCert], ["verify-full", "/etc/pg/ca.pem"]);
+        assert.deepEqual([snap.dump.sslmode, snap.dump.sslRootCert], ["verify-full", ca]);
     });
 });
 
 describe("secret settings refused where they would be plain, with the fix", () => {
     const cases: Array<[string, Record<string, unknown>, RegExp]> = [
         ["a password in kong.env", { ...base, kong: { ...base.kong, env: { KONG_PASSWORD: "x" } } },
-            /kong\.env\.KONG_PASSWORD looks like a secret.*pulumi config set --secret --path kong\.secretEnv\.KONG_PASSWORD/],
+            /kong\.env\.KONG_PASSWORD looks secret.*pulumi config set --secret --path kong\.secretEnv\.KONG_PASSWORD/],
         ["a session configuration in kong.env", { ...base, kong: { ...base.kong, env: { KONG_ADMIN_GUI_SESSION_CONF: "{}" } } },
-            /kong\.env\.KONG_ADMIN_GUI_SESSION_CONF looks like a secret/],
+            /kong\.env\.KONG_ADMIN_GUI_SESSION_CONF looks secret/],
         ["a managed name in kong.secretEnv", { ...base, kong: { ...base.kong, secretEnv: { KONG_PG_PASSWORD: "x" } } },
             /kong\.secretEnv\.KONG_PG_PASSWORD is managed by the program/],
         ["a name in both", { ...base, kong: { ...base.kong, env: { KONG_LOG_LEVEL: "debug" }, secretEnv: { KONG_LOG_LEVEL: "x" } } },
-            /KONG_LOG_LEVEL is set in both kong\.env and kong\.secretEnv/],
+            /kong\.env\.KONG_LOG_LEVEL is also set in kong\.secretEnv: keep it in one place/],
         ["not KONG_*", { ...base, kong: { ...base.kong, secretEnv: { AWS_SECRET: "x" } } }, /kong\.secretEnv\.AWS_SECRET: only KONG_\* settings/],
         ["verify-full without a CA", { ...base, database: { mode: "external", host: "db", password: "x", sslmode: "verify-full" } },
-            /database\.sslmode verify-full needs database\.sslRootCert/],
+            /database\.sslmode verify-full checks the server's certificate against a CA: set database\.sslRootCert/],
         ["a CA without verification", { ...base, database: { mode: "external", host: "db", password: "x", sslRootCert: "/ca.pem" } },
             /database\.sslRootCert only applies to database\.sslmode verify-ca or verify-full/],
     ];
