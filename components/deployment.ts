@@ -369,7 +369,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     spec: {
                         step: "preflight", mode: "upgrade", db: this.dbTarget(), kong: this.kongRun(this.firstHop()),
                         cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to),
-                        hops: upgradeChain(x, u!.via, u!.to).map((v) => v.text),
+                        hops: upgradeChain(x, u!.via, u!.to).map((v) => v.text), dumpDirectory: dump?.directory,
                     }, secrets, identity: { mode: "upgrade", ...this.upgradeIdentity() },
                 }, opts);
             case "stop": {

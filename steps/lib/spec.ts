@@ -89,6 +89,8 @@ export type StepSpec =
         to: string; snapshotPrefix: string;
         /** The versions this upgrade migrates through, in order (Y last): their pending migrations are this upgrade's own. */
         hops?: string[];
+        /** `dump` snapshots: where this upgrade's snapshot would be. */
+        dumpDirectory?: string;
     }
     | {
         step: "preflight"; mode: "rollback"; db: DbTarget; cluster: ClusterRef; from: string;
