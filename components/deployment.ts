@@ -254,8 +254,15 @@ export class KongDeployment extends pulumi.ComponentResource {
 
     /** Identity of a step acting on a cluster (or one data plane): its version and which containers, on which hosts. */
     private clusterIdentity(v: KongVersion, dataPlane?: number): StepIdentity {
-        const ref = this.clusterRef(v, dataPlane);
-        return { version: v.text, nodes: ref.nodes.map((n) => (n.docker ? `${n.container}@${n.docker.host}` : n.container)) };
+        const kind = dataPlane === undefined ? clusterNodeKind(this.s) : "dp";
+        const indexes = dataPlane === undefined ? Array.from({ length: this.s.kong.nodes }, (_, i) => i) : [dataPlane];
+        // The host by name, and none for the default host: adopting docker.hosts for it changes no identity.
+        return {
+            version: v.text, nodes: indexes.map((i) => {
+                const on = hostSuffix(this.hostResources(kind, i).host);
+                return `${names.container(this.s.stack, v, i, kind)}${on ? `@${on}` : ""}`;
+            }),
+        };
     }
 
     /** Identity of this upgrade (or rollback): which stack and database go from X to Y along which hops. */
