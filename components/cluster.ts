@@ -1,8 +1,9 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { KongSettings, dataPlanePorts, nodePorts } from "./config";
+import { KongSettings, dataPlanePorts, isWildcard, nodePorts } from "./config";
 import { NodeKind, names } from "./plan";
 import { KongVersion } from "./versions";
+import { DockerEndpoint, NodeRef } from "../steps/lib/spec";
 
 /** Network alias every control plane carries: data planes of any version reach the one serving. */
 export const CONTROL_PLANE_ALIAS = "kong-control-plane";
@@ -17,43 +18,121 @@ export interface NodeHost {
     imageId: pulumi.Input<string>;
 }
 
+export type Port = { internal: number; external: number; ip: string };
+
+/** An address as the host part of a URL or host:port (IPv6 in brackets). */
+export function urlHost(address: string): string {
+    return address.includes(":") ? `[${address}]` : address;
+}
+
+/**
+ * Everything about one node that the container and the step programs must agree on: its Docker
+ * name, the ports it publishes, the listeners inside that those ports expect, the URLs the step
+ * programs reach it at, and its Docker host. One function, so a port or listener cannot be
+ * changed in one place and not the other.
+ */
+export interface NodeContract {
+    container: string;
+    /** Published ports (host side on `ip`, Kong's listener inside on `internal`). */
+    ports: Port[];
+    /** KONG_*_LISTEN settings matching `ports`, in the order the node's environment lists them. */
+    listenEnv: Record<string, string>;
+    statusUrl: string;
+    /** "" for a data plane (no Admin API). */
+    adminUrl: string;
+    /** "" for a control plane (no proxy). */
+    proxyUrl: string;
+    /** The Docker host it runs on; undefined: the default one. */
+    docker?: DockerEndpoint;
+}
+
+export interface NodeWhere {
+    /** Where this machine reaches ports published on a wildcard address of the node's host. Default 127.0.0.1. */
+    address?: string;
+    /** The node's Docker host, for the step programs' docker CLI; undefined: the default. */
+    docker?: DockerEndpoint;
+    /** Hybrid over several hosts: control planes publish their cluster listener (8005). */
+    publishClusterPort?: boolean;
+}
+
+/** Node `i` of `kind` and version `v`: see NodeContract. */
+export function nodeContract(k: KongSettings, stack: string, v: KongVersion, kind: NodeKind, i: number, where: NodeWhere = {}): NodeContract {
+    const reach = (address: string) => urlHost(isWildcard(address) ? (where.address ?? "127.0.0.1") : address);
+    const container = names.container(stack, v, i, kind);
+    const on = where.docker ? { docker: where.docker } : {};
+    if (kind === "dp") {
+        const p = dataPlanePorts(k.ports, i);
+        return {
+            container, ...on,
+            ports: [{ internal: 8000, external: p.proxy, ip: k.proxyAddress }, { internal: 8100, external: p.status, ip: k.adminAddress }],
+            listenEnv: { KONG_PROXY_LISTEN: "0.0.0.0:8000", KONG_STATUS_LISTEN: "0.0.0.0:8100" },
+            statusUrl: `http://${reach(k.adminAddress)}:${p.status}`, adminUrl: "", proxyUrl: `http://${reach(k.proxyAddress)}:${p.proxy}`,
+        };
+    }
+    const p = nodePorts(k.ports, i);
+    const cp = kind === "cp";
+    return {
+        container, ...on,
+        ports: [
+            // A control plane does not proxy.
+            ...(cp ? [] : [{ internal: 8000, external: p.proxy, ip: k.proxyAddress }]),
+            { internal: 8001, external: p.admin, ip: k.adminAddress },
+            { internal: 8100, external: p.status, ip: k.adminAddress },
+            ...(where.publishClusterPort ? [{ internal: 8005, external: p.cluster, ip: k.proxyAddress }] : []),
+        ],
+        // A control plane's proxy is turned off after these (its environment says KONG_PROXY_LISTEN=off last).
+        listenEnv: { KONG_PROXY_LISTEN: "0.0.0.0:8000", KONG_ADMIN_LISTEN: "0.0.0.0:8001", KONG_STATUS_LISTEN: "0.0.0.0:8100" },
+        statusUrl: `http://${reach(k.adminAddress)}:${p.status}`,
+        adminUrl: `http://${reach(k.adminAddress)}:${p.admin}`,
+        proxyUrl: cp ? "" : `http://${reach(k.proxyAddress)}:${p.proxy}`,
+    };
+}
+
+/** The part of a contract the step programs get. */
+export function nodeRef(c: NodeContract): NodeRef {
+    return { container: c.container, statusUrl: c.statusUrl, adminUrl: c.adminUrl, proxyUrl: c.proxyUrl, ...(c.docker ? { docker: c.docker } : {}) };
+}
+
 export interface KongClusterArgs {
     /** The version every node runs; its image tag. */
     version: KongVersion;
     /** Validated Kong settings: nodes, ports, plugins, drain time (see config.ts for defaults). */
     kong: KongSettings;
-    /** KONG_* environment of every node (secrets as secret Outputs). */
-    env: pulumi.Input<pulumi.Input<string>[]>;
+    /** KONG_* environment of every node; only the secret values are secret Outputs (readable diffs). */
+    env: pulumi.Input<string>[];
     /** Host files mounted read-only into every node (the database's CA for verify-ca/verify-full). Default none. */
     files?: { host: string; container: string }[];
     /** Where node `index` runs (placement.ts decides; the same for every version). */
     hostOf: (index: number) => NodeHost;
-    /**
-     * Hybrid on several hosts: control planes publish their cluster listener (8005) for data
-     * planes on other hosts. Default false: data planes reach them on the shared network.
-     */
-    publishClusterPort?: boolean;
+    /** Node `index`'s contract (ports, listeners, URLs). */
+    contractOf: (index: number) => NodeContract;
     stack: string;
     /** Steps every node waits for (a component's dependsOn does not reach its children's creation). */
     after: pulumi.Resource[];
+    /**
+     * Rolling: node i+1 waits for what this returns for node i (a step that waits until node i
+     * answers /status). Docker replaces a container delete-first, and the engine registers node
+     * i+1 only when everything it depends on is done, so a change that forces replacement takes
+     * down one node at a time, the next only once the one before serves again. Default: none,
+     * the nodes start together (a fresh cluster inside the downtime window).
+     */
+    rollingGate?: (index: number, node: docker.Container) => pulumi.Resource;
 }
 
-type Port = { internal: number; external: number; ip: string };
-
 /** One Kong node container; its inputs depend only on version, kind and settings. */
-export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "after">, i: number, kind: NodeKind,
-    ports: Port[], after: pulumi.Resource[], aliases: string[] = []): docker.Container {
+export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "after" | "contractOf">, i: number, kind: NodeKind,
+    contract: NodeContract, after: pulumi.Resource[], aliases: string[] = []): docker.Container {
     const k = args.kong;
     const host = args.hostOf(i);
     return new docker.Container(names.node(args.version, i, kind), {
-        name: names.container(args.stack, args.version, i, kind),
+        name: contract.container,
         hostname: names.node(args.version, i, kind),
         image: host.imageId,
         envs: args.env,
         ...(args.files && args.files.length > 0
             ? { volumes: args.files.map((f) => ({ hostPath: f.host, containerPath: f.container, readOnly: true })) } : {}),
         networksAdvanced: [aliases.length > 0 ? { name: host.networkName, aliases } : { name: host.networkName }],
-        ports,
+        ports: contract.ports,
         // `kong health` is the official image's own check; verify and ready go deeper. Docker runs
         // the first check one interval after the start, and the node counts as started (`wait`)
         // only then: 1s keeps that under a second of the downtime window, at one `kong health`
@@ -80,23 +159,19 @@ export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "a
  * settings, never on whether the cluster is X or Y, so promoting Y replaces nothing.
  */
 export class KongCluster extends pulumi.ComponentResource {
-    public readonly nodes: docker.Container[];
+    public readonly nodes: docker.Container[] = [];
+    /** Rolling: the gate after each node (see rollingGate). */
+    public readonly gates: pulumi.Resource[] = [];
 
     constructor(name: string, args: KongClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("kong-upgrade:index:KongCluster", name, {}, opts);
-        const k = args.kong;
-        const hybrid = k.role === "hybrid";
-        this.nodes = Array.from({ length: k.nodes }, (_, i) => {
-            const p = nodePorts(k.ports, i);
-            const ports: Port[] = [
-                // A control plane does not proxy.
-                ...(hybrid ? [] : [{ internal: 8000, external: p.proxy, ip: k.proxyAddress }]),
-                { internal: 8001, external: p.admin, ip: k.adminAddress },
-                { internal: 8100, external: p.status, ip: k.adminAddress },
-                ...(args.publishClusterPort ? [{ internal: 8005, external: p.cluster, ip: k.proxyAddress }] : []),
-            ];
-            return kongNode(this, args, i, hybrid ? "cp" : "node", ports, args.after, hybrid ? [CONTROL_PLANE_ALIAS] : []);
-        });
+        const hybrid = args.kong.role === "hybrid";
+        for (let i = 0; i < args.kong.nodes; i++) {
+            const after = i > 0 && args.rollingGate ? [...args.after, this.gates[i - 1]] : args.after;
+            const node = kongNode(this, args, i, hybrid ? "cp" : "node", args.contractOf(i), after, hybrid ? [CONTROL_PLANE_ALIAS] : []);
+            this.nodes.push(node);
+            if (args.rollingGate) this.gates.push(args.rollingGate(i, node));
+        }
         this.registerOutputs({});
     }
 }
@@ -113,12 +188,7 @@ export class KongDataPlanes extends pulumi.ComponentResource {
     }
 
     add(i: number, after: pulumi.Resource[]): docker.Container {
-        const k = this.args.kong;
-        const p = dataPlanePorts(k.ports, i);
-        const node = kongNode(this, this.args, i, "dp", [
-            { internal: 8000, external: p.proxy, ip: k.proxyAddress },
-            { internal: 8100, external: p.status, ip: k.adminAddress },
-        ], after);
+        const node = kongNode(this, this.args, i, "dp", this.args.contractOf(i), after);
         this.nodes.push(node);
         return node;
     }

@@ -1,13 +1,13 @@
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { CONTROL_PLANE_ALIAS, KongCluster, KongDataPlanes, NodeHost } from "./cluster";
-import { ConfigError, DockerHost, Settings, dataPlanePorts, isWildcard, nodePorts } from "./config";
+import { CONTROL_PLANE_ALIAS, KongCluster, KongDataPlanes, NodeContract, NodeHost, nodeContract, nodeRef, urlHost } from "./cluster";
+import { ConfigError, DockerHost, Settings, nodePorts } from "./config";
 import { SharedDatabase } from "./database";
-import { placement, toolsHost } from "./placement";
+import { hostSuffix, isDefaultDockerHost, placement, toolsHost } from "./placement";
 import { NodeKind, PlannedStep, Runbook, clusterNodeKind, dataPlaneOrderProblems, imagesNeeded, names, planRunbook } from "./plan";
-import { stepCommand } from "./step";
-import { KongVersion } from "./versions";
+import { StepIdentity, stepCommand } from "./step";
+import { KongVersion, upgradeChain } from "./versions";
 import { kongEnv } from "../steps/lib/kong";
 import { parseStepResult } from "../steps/lib/log";
 import * as path from "path";
@@ -24,11 +24,6 @@ interface HostResources {
 
 function endpoint(h: DockerHost): DockerEndpoint {
     return { host: h.endpoint, certPath: h.certPath };
-}
-
-/** An address as the host part of a URL or host:port (IPv6 in brackets). */
-function urlHost(address: string): string {
-    return address.includes(":") ? `[${address}]` : address;
 }
 
 export interface KongDeploymentArgs {
@@ -91,11 +86,13 @@ export class KongDeployment extends pulumi.ComponentResource {
             }
         }
         // One provider per listed host; none listed: the default provider, as a single-host stack always had.
+        // The host the default provider already reaches keeps it, and its resources keep their
+        // names, so adopting docker.hosts for it replaces nothing (placement.ts isDefaultDockerHost).
         for (const host of this.s.docker.hosts.length > 0 ? this.s.docker.hosts : [undefined]) {
-            const provider = host
+            const provider = host && !isDefaultDockerHost(host)
                 ? new docker.Provider(names.dockerProvider(host.name), { host: host.endpoint, certPath: host.certPath }, { parent: this })
                 : undefined;
-            const network = new docker.Network(names.network(host?.name), {
+            const network = new docker.Network(names.network(hostSuffix(host)), {
                 name: this.s.network, labels: [{ label: "kong-upgrade.stack", value: this.s.stack }],
             }, { parent: this, provider });
             this.hosts.push({ host, provider, network, images: new Map() });
@@ -118,7 +115,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     // Kept locally when no longer declared: a rollback may need the image again.
                     for (const h of this.hosts) {
                         for (const v of imagesNeeded(this.s)) {
-                            const name = names.image(v, h.host?.name);
+                            const name = names.image(v, hostSuffix(h.host));
                             const image = new docker.RemoteImage(name, { name: this.imageRef(v), keepLocally: true }, { parent: this, provider: h.provider });
                             h.images.set(v.text, image);
                             this.done.set(name, [image]);
@@ -128,11 +125,16 @@ export class KongDeployment extends pulumi.ComponentResource {
                 case "nodes": {
                     const v = step.version!;
                     const kind = clusterNodeKind(this.s);
+                    // Steady state: a node setting that forces replacement rolls one node at a time.
+                    // Upgrade and rollback start a fresh cluster inside the downtime window: all at once.
+                    const rolling = !this.s.upgrade;
                     serving = new KongCluster(names.cluster(v), {
                         version: v, kong: this.s.kong, env: this.nodeEnv(kind), files: this.caFiles(), hostOf: (i) => this.nodeHost(v, kind, i),
-                        publishClusterPort: kind === "cp" && this.s.docker.hosts.length > 1, stack: this.s.stack, after,
+                        contractOf: (i) => this.contract(v, kind, i), stack: this.s.stack, after,
+                        rollingGate: rolling ? (i, node) => this.statusGate(v, kind, i, node) : undefined,
                     }, { parent: this });
-                    serving.nodes.forEach((node, i) => this.done.set(step.resources[i], [node]));
+                    serving.nodes.forEach((node, i) => this.done.set(names.node(v, i, kind), [node]));
+                    serving.gates.forEach((gate, i) => this.done.set(names.status(names.node(v, i, kind)), [gate]));
                     break;
                 }
                 case "data-plane": {
@@ -141,6 +143,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     if (!planes) {
                         planes = new KongDataPlanes(names.dataPlanes(v), {
                             version: v, kong: this.s.kong, env: this.nodeEnv("dp"), hostOf: (i) => this.nodeHost(v, "dp", i), stack: this.s.stack,
+                            contractOf: (i) => this.contract(v, "dp", i),
                         }, { parent: this });
                         this.dataPlanes.set(v.text, planes);
                     }
@@ -195,10 +198,25 @@ export class KongDeployment extends pulumi.ComponentResource {
         return { provider: h.provider, networkName: h.network.name, imageId: h.images.get(v.text)!.imageId };
     }
 
-    /** Where the step programs reach a port published on `address` of node i's host. */
-    private reach(kind: NodeKind, i: number, address: string): string {
+    /** Node i's whole contract (container name, ports, listeners, URLs, host): one source for the container and the steps. */
+    private contract(v: KongVersion, kind: NodeKind, i: number): NodeContract {
         const host = this.hostResources(kind, i).host;
-        return urlHost(isWildcard(address) ? (host?.address ?? "127.0.0.1") : address);
+        return nodeContract(this.s.kong, this.s.stack, v, kind, i, {
+            address: host?.address, docker: host ? endpoint(host) : undefined,
+            publishClusterPort: kind === "cp" && this.s.docker.hosts.length > 1,
+        });
+    }
+
+    /**
+     * Steady state, rolling: waits until node i answers /status, before node i+1 may go down.
+     * Its identity holds the node's container id, so a replaced node is waited on again.
+     */
+    private statusGate(v: KongVersion, kind: NodeKind, i: number, node: docker.Container): command.local.Command {
+        const c = this.contract(v, kind, i);
+        return stepCommand(names.status(names.node(v, i, kind)), {
+            spec: { step: "ready", path: "/status", cluster: { stack: this.s.stack, version: v.text, nodes: [nodeRef(c)] }, timeoutSeconds: this.s.kong.healthTimeoutSeconds },
+            identity: { container: c.container }, identityInputs: [node.id], secrets: {},
+        }, { parent: this, dependsOn: [node] });
     }
 
     private imageRef(v: KongVersion): string {
@@ -246,36 +264,33 @@ export class KongDeployment extends pulumi.ComponentResource {
 
     /** The nodes of version `v` (control planes in hybrid mode), or one data plane when `dataPlane` is given. */
     private clusterRef(v: KongVersion, dataPlane?: number): ClusterRef {
-        const k = this.s.kong;
         const kind = clusterNodeKind(this.s);
         const listed = this.s.docker.hosts;
         const common = { stack: this.s.stack, version: v.text, ...(listed.length > 0 ? { hosts: listed.map(endpoint) } : {}) };
-        const on = (nodeKind: NodeKind, i: number) => {
-            const h = this.hostResources(nodeKind, i).host;
-            return h ? { docker: endpoint(h) } : {};
-        };
-        if (dataPlane !== undefined) {
-            const p = dataPlanePorts(k.ports, dataPlane);
-            return {
-                ...common,
-                nodes: [{
-                    container: names.container(this.s.stack, v, dataPlane, "dp"), statusUrl: `http://${this.reach("dp", dataPlane, k.adminAddress)}:${p.status}`,
-                    adminUrl: "", proxyUrl: `http://${this.reach("dp", dataPlane, k.proxyAddress)}:${p.proxy}`, ...on("dp", dataPlane),
-                }],
-            };
-        }
+        if (dataPlane !== undefined) return { ...common, nodes: [nodeRef(this.contract(v, "dp", dataPlane))] };
+        return { ...common, nodes: Array.from({ length: this.s.kong.nodes }, (_, i) => nodeRef(this.contract(v, kind, i))) };
+    }
+
+    /** Identity of a step acting on a cluster (or one data plane): its version and which containers, on which hosts. */
+    private clusterIdentity(v: KongVersion, dataPlane?: number): StepIdentity {
+        const kind = dataPlane === undefined ? clusterNodeKind(this.s) : "dp";
+        const indexes = dataPlane === undefined ? Array.from({ length: this.s.kong.nodes }, (_, i) => i) : [dataPlane];
+        // The host by name, and none for the default host: adopting docker.hosts for it changes no identity.
         return {
-            ...common,
-            nodes: Array.from({ length: k.nodes }, (_, i) => {
-                const p = nodePorts(k.ports, i);
-                return {
-                    container: names.container(this.s.stack, v, i, kind),
-                    statusUrl: `http://${this.reach(kind, i, k.adminAddress)}:${p.status}`,
-                    adminUrl: `http://${this.reach(kind, i, k.adminAddress)}:${p.admin}`,
-                    proxyUrl: `http://${this.reach(kind, i, k.proxyAddress)}:${p.proxy}`,
-                    ...on(kind, i),
-                };
+            version: v.text, nodes: indexes.map((i) => {
+                const on = hostSuffix(this.hostResources(kind, i).host);
+                return `${names.container(this.s.stack, v, i, kind)}${on ? `@${on}` : ""}`;
             }),
+        };
+    }
+
+    /** Identity of this upgrade (or rollback): which stack and database go from X to Y along which hops. */
+    private upgradeIdentity(): StepIdentity {
+        const s = this.s;
+        const u = s.upgrade!;
+        return {
+            stack: s.stack, database: `${s.database.host}:${s.database.port}/${s.database.name}`, schema: s.database.schema ?? null,
+            from: s.kong.version.text, to: u.to.text, hops: u.rollback ? [] : upgradeChain(s.kong.version, u.via, u.to).map((v) => v.text),
         };
     }
 
@@ -283,12 +298,11 @@ export class KongDeployment extends pulumi.ComponentResource {
      * Environment of every node: the listeners the published ports expect, then exactly the
      * settings migrations run with (kongEnv: database, KONG_PLUGINS, the operator's extras).
      */
-    private nodeEnv(kind: NodeKind): pulumi.Output<string[]> {
+    private nodeEnv(kind: NodeKind): pulumi.Input<string>[] {
         if (kind === "dp") return this.dataPlaneEnv();
         const env = {
-            KONG_PROXY_LISTEN: "0.0.0.0:8000",
-            KONG_ADMIN_LISTEN: "0.0.0.0:8001",
-            KONG_STATUS_LISTEN: "0.0.0.0:8100",
+            // The same for every node: listeners inside the container, behind its published ports.
+            ...this.contract(this.s.kong.version, kind, 0).listenEnv,
             KONG_PROXY_ACCESS_LOG: "/dev/stdout",
             KONG_ADMIN_ACCESS_LOG: "/dev/stdout",
             KONG_PROXY_ERROR_LOG: "/dev/stderr",
@@ -302,17 +316,17 @@ export class KongDeployment extends pulumi.ComponentResource {
             plain.push("KONG_ROLE=control_plane", "KONG_CLUSTER_LISTEN=0.0.0.0:8005", "KONG_PROXY_LISTEN=off");
             secret.push(...this.certEnv());
         }
-        return pulumi.secret(pulumi.all([...plain, ...secret]));
+        // Only the secret values are secret: a non-secret setting's change shows as itself in a diff.
+        return [...plain, ...secret.map((x) => pulumi.secret(x))];
     }
 
     /** Hybrid data planes: no database; configuration from whichever control plane carries the alias. */
-    private dataPlaneEnv(): pulumi.Output<string[]> {
+    private dataPlaneEnv(): pulumi.Input<string>[] {
         const env: Record<string, string> = {
             KONG_ROLE: "data_plane",
             KONG_DATABASE: "off",
             KONG_CLUSTER_CONTROL_PLANE: this.controlPlaneAddress(),
-            KONG_PROXY_LISTEN: "0.0.0.0:8000",
-            KONG_STATUS_LISTEN: "0.0.0.0:8100",
+            ...this.contract(this.s.kong.version, "dp", 0).listenEnv,
             KONG_PROXY_ACCESS_LOG: "/dev/stdout",
             KONG_PROXY_ERROR_LOG: "/dev/stderr",
             KONG_PLUGINS: this.s.kong.plugins,
@@ -320,7 +334,7 @@ export class KongDeployment extends pulumi.ComponentResource {
         };
         const secret = [...this.certEnv(), ...this.secretEnvElements()];
         if (this.args.license) secret.push(pulumi.interpolate`KONG_LICENSE_DATA=${this.args.license}`);
-        return pulumi.secret(pulumi.all([...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...secret]));
+        return [...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...secret.map((x) => pulumi.secret(x))];
     }
 
     /**
@@ -372,8 +386,10 @@ export class KongDeployment extends pulumi.ComponentResource {
             case "bootstrap":
                 // Bootstrap matters once in a database's life; a later version change must not
                 // make it an update that runs again, so its inputs are frozen after creation.
-                return stepCommand(name, { spec: { step: "bootstrap", db: this.dbTarget(), kong: this.kongRun(x) }, secrets },
-                    { ...opts, ignoreChanges: ["environment", "create"] });
+                return stepCommand(name, {
+                    spec: { step: "bootstrap", db: this.dbTarget(), kong: this.kongRun(x) }, secrets,
+                    identity: { database: s.database.name, schema: s.database.schema ?? null },
+                }, opts);
             case "preflight":
                 if (u!.rollback) {
                     return stepCommand(name, {
@@ -381,32 +397,45 @@ export class KongDeployment extends pulumi.ComponentResource {
                             step: "preflight", mode: "rollback", db: this.dbTarget(), cluster: this.clusterRef(u!.to), from: x.text,
                             snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot,
                             dumpDirectory: dump?.directory,
-                        }, secrets,
+                        }, secrets, identity: { mode: "rollback", ...this.upgradeIdentity(), snapshot: u!.snapshot ?? "newest" },
                     }, opts);
                 }
                 return stepCommand(name, {
                     spec: {
                         step: "preflight", mode: "upgrade", db: this.dbTarget(), kong: this.kongRun(this.firstHop()),
                         cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to),
-                    }, secrets,
+                        hops: upgradeChain(x, u!.via, u!.to).map((v) => v.text), dumpDirectory: dump?.directory,
+                    }, secrets, identity: { mode: "upgrade", ...this.upgradeIdentity() },
                 }, opts);
             case "stop": {
                 const liftFreeze = u && !u.rollback && u.onlineSnapshot ? this.dbTarget() : undefined;
                 return stepCommand(name, {
                     spec: { step: "stop", cluster: this.clusterRef(step.version!), drainSeconds: s.kong.drainSeconds, liftFreeze },
-                    secrets: liftFreeze ? secrets : {},
+                    secrets: liftFreeze ? secrets : {}, identity: this.clusterIdentity(step.version!),
                 }, opts);
             }
             case "start":
-                return stepCommand(name, { spec: { step: "start", cluster: this.clusterRef(step.version!), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
+                return stepCommand(name, {
+                    spec: { step: "start", cluster: this.clusterRef(step.version!), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {},
+                    identity: this.clusterIdentity(step.version!),
+                }, opts);
             case "cluster-cert":
-                return stepCommand(name, { spec: { step: "cluster-cert", days: 1095 }, secrets: {} }, opts);
+                return stepCommand(name, { spec: { step: "cluster-cert", days: 1095 }, secrets: {}, identity: {} }, opts);
             case "stop-data-plane":
-                return stepCommand(name, { spec: { step: "stop", cluster: this.clusterRef(step.version!, step.index), drainSeconds: s.kong.drainSeconds }, secrets: {} }, opts);
+                return stepCommand(name, {
+                    spec: { step: "stop", cluster: this.clusterRef(step.version!, step.index), drainSeconds: s.kong.drainSeconds }, secrets: {},
+                    identity: this.clusterIdentity(step.version!, step.index),
+                }, opts);
             case "start-data-plane":
-                return stepCommand(name, { spec: { step: "start", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
+                return stepCommand(name, {
+                    spec: { step: "start", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {},
+                    identity: this.clusterIdentity(step.version!, step.index),
+                }, opts);
             case "ready":
-                return stepCommand(name, { spec: { step: "ready", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
+                return stepCommand(name, {
+                    spec: { step: "ready", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {},
+                    identity: this.clusterIdentity(step.version!, step.index),
+                }, opts);
             case "snapshot":
                 // Never deleted by the program: it has no delete command, and leaving the
                 // program's declarations only forgets it (retainOnDelete).
@@ -416,13 +445,14 @@ export class KongDeployment extends pulumi.ComponentResource {
                         prefix: names.snapshotPrefix(s.database.name, x, u!.to), from: x.text, to: u!.to.text,
                         terminateSessions: u!.terminateSessions, dump, online: u!.onlineSnapshot || undefined,
                         declarativeExport: u!.declarativeExport ? { kong: this.kongRun(x), directory: u!.dumpDirectory } : undefined,
-                    }, secrets,
+                    }, secrets, identity: { ...this.upgradeIdentity(), strategy: u!.snapshotStrategy },
                 }, { ...opts, retainOnDelete: true });
             case "migrations-up":
             case "migrations-finish":
                 return stepCommand(name, {
                     spec: { step: "migrations", phase: step.kind === "migrations-up" ? "up" : "finish", db: this.dbTarget(), kong: this.kongRun(step.version!) },
                     secrets,
+                    identity: { version: step.version!.text, phase: step.kind === "migrations-up" ? "up" : "finish", image: this.imageRef(step.version!), plugins: s.kong.plugins },
                 }, opts);
             case "restore":
                 return stepCommand(name, {
@@ -430,6 +460,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                         step: "restore", db: this.dbTarget(), strategy: u!.restoreStrategy,
                         prefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot, dump,
                     }, secrets,
+                    identity: { ...this.upgradeIdentity(), snapshot: u!.snapshot ?? "newest", strategy: u!.restoreStrategy },
                 }, opts);
             case "verify":
                 return stepCommand(name, {
@@ -438,7 +469,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                         // Control planes do not proxy: the smoke request is for traditional nodes.
                         timeoutSeconds: s.kong.healthTimeoutSeconds, smokePath: s.kong.role === "hybrid" ? undefined : s.kong.smokePath,
                     },
-                    secrets, expect: snapshot,
+                    secrets, expect: snapshot, identity: this.clusterIdentity(step.version!),
                 }, opts);
             default:
                 throw new Error(`internal: no resource for step kind ${step.kind}`);

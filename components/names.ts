@@ -15,6 +15,8 @@ export const names = {
     stopDataPlane: (v: KongVersion, i: number) => `stop-kong-${versionSlug(v)}-dp-${i}`,
     startDataPlane: (v: KongVersion, i: number) => `start-kong-${versionSlug(v)}-dp-${i}`,
     ready: (v: KongVersion, i: number) => `ready-kong-${versionSlug(v)}-dp-${i}`,
+    /** Steady state: the wait until a node answers /status, before the next node may be replaced. */
+    status: (node: string) => `status-${node}`,
     /** A version's image; with docker.hosts, one per host. */
     image: (v: KongVersion, host?: string) => `image-kong-${versionSlug(v)}${host ? `-on-${host}` : ""}`,
     /** The stack's Docker network; with docker.hosts, one per host (same Docker name). */

@@ -43,3 +43,25 @@ export function placement(s: Settings, kind: NodeKind): DockerHost[] {
 export function toolsHost(s: Settings): DockerHost | undefined {
     return s.docker.hosts[0];
 }
+
+/** The endpoint Docker's CLI and Pulumi's default Docker provider use when nothing else is set. */
+export const DEFAULT_DOCKER_ENDPOINT = "unix:///var/run/docker.sock";
+
+/**
+ * Whether a listed host is the one the default Docker provider already reaches: the local socket
+ * without TLS, and DOCKER_HOST unset or the same. Such a host keeps the default provider and the
+ * unsuffixed resource names (`network`, `image-kong-<v>`), because Pulumi replaces every resource
+ * whose provider changes between the default and an explicit one (step_generator providerChanged:
+ * "if one or both of these providers are not default providers … replace everything"), and no
+ * alias can carry a resource over that change. So adopting `docker.hosts` for the host already
+ * in use, or adding a second host beside it, replaces nothing there.
+ */
+export function isDefaultDockerHost(h: DockerHost, env: NodeJS.ProcessEnv = process.env): boolean {
+    const current = env.DOCKER_HOST;
+    return h.endpoint === DEFAULT_DOCKER_ENDPOINT && h.certPath === undefined && (!current || current === DEFAULT_DOCKER_ENDPOINT);
+}
+
+/** The host part of a host's resource names: none for the default host (see isDefaultDockerHost). */
+export function hostSuffix(h: DockerHost | undefined): string | undefined {
+    return h && !isDefaultDockerHost(h) ? h.name : undefined;
+}

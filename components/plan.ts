@@ -2,7 +2,7 @@
 // deletes at the end. Pure: the components build exactly these steps, and `npm run plan` and the
 // `runbook` stack output print them.
 import { Settings } from "./config";
-import { placement, toolsHost } from "./placement";
+import { hostSuffix, placement, toolsHost } from "./placement";
 import { names } from "./names";
 import type { NodeKind } from "./names";
 import { KongVersion, upgradeChain } from "./versions";
@@ -63,7 +63,7 @@ export function imagesNeeded(s: Settings): KongVersion[] {
 export function imageResources(s: Settings, versions: KongVersion[]): string[] {
     const hosts = s.docker.hosts;
     if (hosts.length === 0) return versions.map((v) => names.image(v));
-    return hosts.flatMap((h) => versions.map((v) => names.image(v, h.name)));
+    return hosts.flatMap((h) => versions.map((v) => names.image(v, hostSuffix(h))));
 }
 
 /** " (0, 2 on a; 1 on b)": which host runs which node, when there are several hosts to choose from. */
@@ -100,7 +100,7 @@ export function planRunbook(s: Settings): Runbook {
             (hosts.length > 0 ? ` on every Docker host (${hosts.map((h) => h.name).join(", ")})` : "") }, []);
     add({ kind: "bootstrap", resources: [names.bootstrap],
         title: `kong migrations bootstrap with ${image(x)}, only if \`kong migrations list\` says the database needs it (exit 3)` },
-        [names.database, names.image(x, toolsHost(s)?.name)]);
+        [names.database, names.image(x, hostSuffix(toolsHost(s)))]);
     const certs = hybrid && s.kong.clusterCert === undefined;
     if (certs) {
         add({ kind: "cluster-cert", resources: [names.clusterCert],
@@ -129,8 +129,11 @@ export function planRunbook(s: Settings): Runbook {
     const u = s.upgrade;
 
     if (!u) {
-        add({ kind: "nodes", resources: nodeNames(x, n, kind), version: x,
-            title: `cluster ${x.text}: ${n} ${what} of ${image(x)}${where(s, kind)}, each waited on until healthy` }, cpAfter([names.bootstrap]));
+        // Rolling: node i+1 waits until node i answers /status, so a change that replaces nodes
+        // (Docker replaces delete-first) takes down one at a time.
+        add({ kind: "nodes", resources: nodeNames(x, n, kind).flatMap((node) => [node, names.status(node)]), version: x,
+            title: `cluster ${x.text}: ${n} ${what} of ${image(x)}${where(s, kind)}, one at a time: each waited on until healthy ` +
+                `and answering /status (${names.status(names.node(x, 0, kind))}…) before the next is created or replaced` }, cpAfter([names.bootstrap]));
         add({ kind: "verify", resources: [names.verify(x)], version: x,
             title: `verify ${x.text}: /status says database.reachable on every ${hybrid ? "control plane" : "node"}, \`kong migrations list\` exits 0` });
         if (hybrid) rollDataPlanes(x, undefined, false);

@@ -30,19 +30,20 @@ export async function clusterCert(spec: ClusterCert): Promise<{ cert: string; ke
     }
 }
 
-/** Waits until every node's /status/ready answers 200: a data plane then holds configuration. */
+/** Waits until every node's /status/ready (or `spec.path`) answers 200: a data plane then holds configuration. */
 export async function ready(spec: Ready): Promise<object> {
     const deadline = Date.now() + spec.timeoutSeconds * 1000;
+    const path = spec.path ?? "/status/ready";
     for (const node of spec.cluster.nodes) {
         await pollUntil(deadline, async () => {
             try {
-                const r = await fetch(`${node.statusUrl}/status/ready`, { signal: AbortSignal.timeout(5000) });
+                const r = await fetch(`${node.statusUrl}${path}`, { signal: AbortSignal.timeout(5000) });
                 return r.status === 200 ? undefined : `${r.status} ${await r.text()}`;
             } catch (e) {
                 return (e as Error).message;
             }
-        }, (last) => `${node.container} is not ready after ${spec.timeoutSeconds}s (${last}); see docker logs ${node.container}`);
-        progress(`${node.container} is ready`);
+        }, (last) => `${node.container}: ${path} does not answer 200 after ${spec.timeoutSeconds}s (${last}); see docker logs ${node.container}`);
+        progress(`${node.container}: ${path} answers`);
     }
     return { ready: spec.cluster.nodes.map((n) => n.container) };
 }

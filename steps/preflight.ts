@@ -31,6 +31,15 @@ async function strayNodes(cluster: ClusterRef): Promise<Array<{ name: string; ve
         .map((c) => ({ name: c.name, version: c.labels["kong-upgrade.version"] ?? "?" }));
 }
 
+/** A note when X is stopped and this upgrade's snapshot exists (see preflight); undefined otherwise. */
+async function ownProgress(spec: Extract<Preflight, { mode: "upgrade" }>, pw: string): Promise<string | undefined> {
+    const states = await Promise.all(spec.cluster.nodes.map((n) => inspectContainer(n.container, n.docker)));
+    if (states.length === 0 || states.some((st) => st === undefined || st.running)) return undefined;
+    const taken = await withServer(spec.db, pw, (c) => chooseSnapshot(c, { prefix: spec.snapshotPrefix, dumpDirectory: spec.dumpDirectory }));
+    if (!taken) return undefined;
+    return `this upgrade is under way: ${spec.cluster.version} is stopped and its snapshot ${taken.snapshot} exists; continuing it`;
+}
+
 export async function preflight(spec: Preflight): Promise<object> {
     const pw = databasePassword();
     const notes: string[] = [];
@@ -60,6 +69,15 @@ export async function preflight(spec: Preflight): Promise<object> {
         return { mode: "rollback", snapshot: found, notes };
     }
 
+    // This upgrade's own progress: X's nodes exist but none runs (the stop ran), and a snapshot of
+    // this upgrade exists (taken after the stop, or before it when online). A preflight that runs
+    // again then (its identity changed, or the run was killed before its result was recorded)
+    // continues the upgrade instead of refusing what the upgrade itself left behind.
+    const own = await ownProgress(spec, pw);
+    if (own) {
+        notes.push(own);
+        progress(own);
+    }
     const list = await migrationsList(spec.kong);
     switch (list.state) {
         case "new":
@@ -70,6 +88,11 @@ export async function preflight(spec: Preflight): Promise<object> {
             progress(notes[notes.length - 1]);
             break;
         case "pending":
+            if (own) {
+                notes.push(`pending migrations belong to this upgrade (${(spec.hops ?? [spec.to]).join(" → ")}); the next steps finish them`);
+                progress(notes[notes.length - 1]);
+                break;
+            }
             throw new StepError(`an earlier upgrade was not finished: the database has pending migrations. ` +
                 `Run kong migrations finish with the version that ran up, or roll that upgrade back, before upgrading to ${spec.to}:\n${list.output}`);
         case "needs-bootstrap":
@@ -84,7 +107,8 @@ export async function preflight(spec: Preflight): Promise<object> {
     if (missing.length > 0) {
         throw new StepError(`cluster ${spec.cluster.version} node(s) ${missing.join(", ")} do not exist: is kong.version (${spec.cluster.version}) the version serving now?`);
     }
-    const strays = await strayNodes(spec.cluster);
+    // Y's own nodes, started by this upgrade before a later step failed, are not strays.
+    const strays = (await strayNodes(spec.cluster)).filter((n) => !(own && n.version === spec.to));
     if (strays.length > 0) {
         const versions = [...new Set(strays.map((s) => s.version))];
         throw new StepError(`Kong ${versions.join(", ")} is running (${strays.map((s) => s.name).join(", ")}) while kong.version says ${spec.cluster.version}: ` +

@@ -51,7 +51,7 @@ describe("steady (no upgrade block)", () => {
             assert.equal(inputs.wait, true);
             assert.deepEqual((inputs.healthcheck as { tests: string[] }).tests, ["CMD", "kong", "health"]);
         }
-        assert.deepEqual(steady.names((r) => r.type === COMMAND), ["database-superuser", "bootstrap", "verify-kong-3-4-3"]);
+        assert.deepEqual(steady.names((r) => r.type === COMMAND), ["database-superuser", "bootstrap", "status-kong-3-4-3-node-0", "status-kong-3-4-3-node-1", "verify-kong-3-4-3"]);
     });
 
     it("publishes the Admin and Status APIs on loopback and gives each node its own ports", () => {
@@ -63,7 +63,17 @@ describe("steady (no upgrade block)", () => {
     });
 
     it("bootstrap runs once in the database's life: later changes to it are ignored", () => {
-        assert.deepEqual(steady.get("bootstrap").ignoreChanges.sort(), ["create", "environment"]);
+        assert.deepEqual(steady.get("bootstrap").ignoreChanges.sort(), ["addPreviousOutputInEnv", "create", "environment", "logging"]);
+        assert.deepEqual(steady.get("bootstrap").inputs.triggers, [JSON.stringify({ step: "bootstrap", database: "kong", schema: null })]);
+    });
+
+    it("rolls: node 1 waits until node 0 answers /status, so a replacement takes down one node at a time", () => {
+        assertChain(steady, ["kong-3-4-3-node-0", "status-kong-3-4-3-node-0", "kong-3-4-3-node-1", "status-kong-3-4-3-node-1", "verify-kong-3-4-3"]);
+        const gate = steady.spec("status-kong-3-4-3-node-0") as { step: string; path: string; cluster: { nodes: Array<{ container: string; statusUrl: string }> } };
+        assert.deepEqual([gate.step, gate.path, gate.cluster.nodes.map((n) => [n.container, n.statusUrl])],
+            ["ready", "/status", [["test-kong-3-4-3-node-0", "http://127.0.0.1:8100"]]]);
+        // A replaced node has a new container id: its wait runs again.
+        assert.equal((steady.get("status-kong-3-4-3-node-0").inputs.triggers as string[]).length, 2);
     });
 
     it("exports the runbook and the serving cluster in update mode", () => {
@@ -102,8 +112,9 @@ describe("upgrade (direct path 3.4.3 → 3.5.0)", () => {
     it("runs migrations with Y's image, plugins and database settings, as Y's nodes use them", () => {
         const up = direct.spec("migrations-up-3-5-0") as { kong: { image: string; plugins: string; pg: { host: string; database: string; user: string } } };
         assert.equal(up.kong.image, "kong:3.5.0");
-        const env = direct.get("kong-3-5-0-node-0").inputs.envs as string;
-        assert.equal(env, "[secret]", "node environment carries the password, so it is secret as a whole");
+        const env = direct.get("kong-3-5-0-node-0").inputs.envs as string[];
+        assert.ok(env.includes("KONG_PLUGINS=bundled") && env.includes("KONG_PG_DATABASE=kong"), "non-secret settings are plain, so a diff shows them");
+        assert.deepEqual(env.filter((e) => e === "[secret]").length, 1, "only the password's element is secret");
         assert.equal(up.kong.plugins, "bundled");
         assert.deepEqual([up.kong.pg.host, up.kong.pg.database, up.kong.pg.user], ["kong-database", "kong", "kong"]);
         assert.equal((direct.spec("preflight-3-4-3-to-3-5-0") as { kong: { image: string } }).kong.image, "kong:3.5.0");
@@ -208,7 +219,7 @@ describe("secrets", () => {
             for (const name of g.names((r) => r.type === COMMAND)) {
                 const c = g.get(name);
                 const env = c.inputs.environment as Record<string, string>;
-                if (!/^(stop|start)-|^database-superuser$/.test(name)) assert.equal(env.KONG_PG_PASSWORD, "[secret]", `${name}: the password travels as a secret`);
+                if (!/^(stop|start|status)-|^database-superuser$/.test(name)) assert.equal(env.KONG_PG_PASSWORD, "[secret]", `${name}: the password travels as a secret`);
                 else assert.equal(env.KONG_PG_PASSWORD, undefined, `${name} needs no password`);
                 assert.deepEqual(c.additionalSecretOutputs.sort(), ["stderr", "stdout"], `${name}: outputs secret`);
                 assert.match(String(c.inputs.create), /^node build\/step-programs\/steps\/main\.js [a-z-]+$/);

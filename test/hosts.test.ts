@@ -44,21 +44,23 @@ const containers = (g: Graph) => g.registrations.filter((r) => r.type === CONTAI
 describe("several Docker hosts", () => {
     it("registers one Docker provider per host, with its endpoint", () => {
         const providers = steady.registrations.filter((r) => r.type === "pulumi:providers:docker");
-        assert.deepEqual(providers.map((p) => [p.name, p.inputs.host]), [["docker-local", LOCAL], ["docker-edge-b", "ssh://ops@edge-b"]]);
+        // The local socket is the default provider's own host: it keeps the default provider (placement.ts isDefaultDockerHost).
+        assert.deepEqual(providers.map((p) => [p.name, p.inputs.host]), [["docker-edge-b", "ssh://ops@edge-b"]]);
     });
 
     it("creates the stack's network and pulls every image on each host, through that host's provider", () => {
-        assert.deepEqual(["network-local", "network-edge-b"].map((n) => [steady.get(n).inputs.name, providerOf(steady.get(n))]),
-            [["kong-upgrade-test", "docker-local"], ["kong-upgrade-test", "docker-edge-b"]]);
-        for (const host of ["local", "edge-b"]) {
-            for (const v of ["3-4-3", "3-5-0"]) assert.equal(providerOf(upgrade.get(`image-kong-${v}-on-${host}`)), `docker-${host}`);
+        assert.deepEqual(["network", "network-edge-b"].map((n) => [steady.get(n).inputs.name, providerOf(steady.get(n))]),
+            [["kong-upgrade-test", ""], ["kong-upgrade-test", "docker-edge-b"]]);
+        for (const v of ["3-4-3", "3-5-0"]) {
+            assert.equal(providerOf(upgrade.get(`image-kong-${v}`)), "");
+            assert.equal(providerOf(upgrade.get(`image-kong-${v}-on-edge-b`)), "docker-edge-b");
         }
         assert.ok(upgrade.waitsFor("preflight-3-4-3-to-3-5-0", "image-kong-3-5-0-on-edge-b"), "every image is present on every host before anything stops");
     });
 
     it("spreads nodes round-robin and runs each through its host's provider and network", () => {
         assert.deepEqual(containers(steady).map((c) => [c.name, providerOf(c)]),
-            [["kong-3-4-3-node-0", "docker-local"], ["kong-3-4-3-node-1", "docker-edge-b"], ["kong-3-4-3-node-2", "docker-local"]]);
+            [["kong-3-4-3-node-0", ""], ["kong-3-4-3-node-1", "docker-edge-b"], ["kong-3-4-3-node-2", ""]]);
         const net = (c: Registration) => (c.inputs.networksAdvanced as Array<{ name: string }>)[0].name;
         assert.deepEqual(containers(steady).map(net), ["kong-upgrade-test", "kong-upgrade-test", "kong-upgrade-test"]);
         assert.ok(steady.waitsFor("kong-3-4-3-node-1", "image-kong-3-4-3-on-edge-b"));
@@ -102,7 +104,7 @@ describe("several Docker hosts", () => {
             assert.deepEqual(after.inputs, c.inputs, `${c.name} is not replaced`);
         }
         assert.deepEqual(containers(grown).map(providerOf),
-            ["docker-local", "docker-edge-b", "docker-local", "docker-edge-c", "docker-edge-b"], "least loaded first, ties to the host listed first");
+            ["", "docker-edge-b", "", "docker-edge-c", "docker-edge-b"], "least loaded first, ties to the host listed first");
     });
 
     it("without docker.hosts: the default provider and the single-host names, exactly as before", () => {
@@ -117,12 +119,12 @@ describe("several Docker hosts", () => {
 
     it("hybrid over two hosts: control planes publish the cluster port, data planes on other hosts connect to it", () => {
         const cp = hybrid.get("kong-3-5-0-cp-0");
-        assert.equal(providerOf(cp), "docker-local");
+        assert.equal(providerOf(cp), "", "the local socket keeps the default provider");
         assert.deepEqual((cp.inputs.ports as Array<{ internal: number; external: number }>).map((p) => [p.internal, p.external]),
             [[8001, 8001], [8100, 8100], [8005, 8005]]);
         const dp1 = hybrid.get("kong-3-5-0-dp-1");
         assert.equal(providerOf(dp1), "docker-edge-b");
-        const envs = (dp1.inputs.envs as { "[secret]": string[] })["[secret]"];
+        const envs = dp1.inputs.envs as string[];
         assert.ok(envs.includes("KONG_CLUSTER_CONTROL_PLANE=10.0.0.5:8005"), envs.join("\n"));
     });
 

@@ -21,7 +21,7 @@ describe("npm run plan", () => {
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /^stack dev$/m);
         assert.match(r.stdout, /steady: Kong 3\.4\.2 \(2 nodes\)/);
-        assert.match(r.stdout, / 4\. kong-3-4-2-node-0, kong-3-4-2-node-1\n.*\n\s+waits for: bootstrap/);
+        assert.match(r.stdout, / 4\. kong-3-4-2-node-0, status-kong-3-4-2-node-0, kong-3-4-2-node-1, status-kong-3-4-2-node-1\n.*one at a time.*\n\s+waits for: bootstrap/);
         assert.match(r.stdout, /database\.password is not set in the stack file yet; planned as \[secret\]/);
     });
 

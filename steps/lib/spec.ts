@@ -106,6 +106,10 @@ export type StepSpec =
     | {
         step: "preflight"; mode: "upgrade"; db: DbTarget; kong: KongRun; cluster: ClusterRef;
         to: string; snapshotPrefix: string;
+        /** The versions this upgrade migrates through, in order (Y last): their pending migrations are this upgrade's own. */
+        hops?: string[];
+        /** `dump` snapshots: where this upgrade's snapshot would be. */
+        dumpDirectory?: string;
     }
     | {
         step: "preflight"; mode: "rollback"; db: DbTarget; cluster: ClusterRef; from: string;
@@ -133,8 +137,11 @@ export type StepSpec =
     | { step: "verify"; db: DbTarget; kong: KongRun; cluster: ClusterRef; timeoutSeconds: number; smokePath?: string }
     /** Hybrid: a cluster certificate and key, printed once (the Command's stdout is secret). */
     | { step: "cluster-cert"; days: number }
-    /** Hybrid: wait until each node's /status/ready answers 200 (a data plane holds configuration). */
-    | { step: "ready"; cluster: ClusterRef; timeoutSeconds: number }
+    /**
+     * Wait until each node's /status/ready answers 200 (hybrid: a data plane holds configuration),
+     * or with `path: "/status"`, until /status answers 200 (a node rolled in steady state serves again).
+     */
+    | { step: "ready"; cluster: ClusterRef; timeoutSeconds: number; path?: "/status" | "/status/ready" }
     /**
      * A role's password: created, prints it (given in KONG_UPGRADE_ROLE_PASSWORD, else generated
      * once); updated with another one, the role itself changes it in the server, authenticated

@@ -292,6 +292,7 @@ async function apply(reg: Registration, inputs: Inputs, provider: string | undef
             });
         case "command:local:Command": {
             if (same && old) return old.outputs;
+            // A replaced Command runs `create` (it has no delete); an update runs `update`, else `create`.
             const env = Object.fromEntries(Object.entries((inputs.environment as Record<string, string> | undefined) ?? {}).map(([k, v]) => [k, String(v)]));
             const script = String((old && inputs.update) ? inputs.update : inputs.create ?? "");
             // As @pulumi/command does on an update (addPreviousOutputInEnv, default true).
@@ -350,10 +351,16 @@ export async function up(opts: RunOptions): Promise<boolean> {
         stack: opts.stack, config, secretKeys: Object.keys(config), preview: false,
         newResource: async (args, reg) => {
             seen.add(reg.urn);
-            const inputs = plain(args.inputs) as Inputs;
+            const goal = plain(args.inputs) as Inputs;
+            let inputs = { ...goal };
             const old = state.resources[reg.urn];
             // ignoreChanges: the stored value stands in for the new one before diffing.
             if (old) for (const key of reg.ignoreChanges) if (key in old.inputs) inputs[key] = old.inputs[key];
+            // A Command's `triggers` change is a replacement (the SDK's replaceOnChanges), and the
+            // engine creates the replacement from the program's values, not the ignored old ones.
+            const triggered = args.type === "command:local:Command" && old !== undefined
+                && JSON.stringify(old.inputs.triggers) !== JSON.stringify(goal.triggers);
+            if (triggered) inputs = goal;
             if (args.type.startsWith("pulumi:providers:")) {
                 providers.set(reg.urn, inputs);
                 // Kept in state too: a later run that no longer declares a host still deletes on it.
@@ -362,7 +369,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
                 return { id: `${args.name}-id`, state: inputs };
             }
             if (!args.custom) return { id: "", state: {} };
-            const op: TimelineEntry["op"] = !old ? "create" : JSON.stringify(old.inputs) === JSON.stringify(inputs) ? "same"
+            const op: TimelineEntry["op"] = !old ? "create" : triggered ? "replace" : JSON.stringify(old.inputs) === JSON.stringify(inputs) ? "same"
                 : args.type === "docker:index/container:Container" ? "replace" : "update";
             const entry: TimelineEntry = { name: reg.name, type: args.type, op, start: Date.now(), end: 0, ok: false };
             timeline.push(entry);
@@ -382,7 +389,8 @@ export async function up(opts: RunOptions): Promise<boolean> {
                     retainOnDelete: reg.retainOnDelete, protect: reg.protect, provider: providerUrn(args.provider),
                 };
                 save();
-                return { id: `${args.name}-id`, state: outputs };
+                // A container's real id: a replaced node has a new one, and what takes it (its /status wait) runs again.
+                return { id: typeof outputs.id === "string" ? outputs.id : `${args.name}-id`, state: outputs };
             } catch (e) {
                 entry.end = Date.now();
                 failed ??= e as Error;

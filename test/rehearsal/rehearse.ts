@@ -310,7 +310,7 @@ async function login(port: number, user: string, password: string): Promise<stri
 
 /** Password rotation on a running 2-node cluster: Kong's role and the embedded superuser, proxy probed throughout. */
 async function chainRotation(): Promise<void> {
-    const stack = "rehearsal-g";
+    const stack = "rehearsal-i";
     cleanup(stack);
     const port = 24000;
     const dbPort = port + 7000;
@@ -521,21 +521,102 @@ async function chainHosts(): Promise<void> {
     }
 }
 
+/**
+ * A failure mid-upgrade, then tuning edits (kong.lockTimeoutSeconds, upgrade.terminateSessions),
+ * then the rerun: it completes and no step that completed before the failure runs again (the
+ * engine double honours triggers and ignoreChanges as the engine does). Then a rollback: X serves
+ * exactly the data it had before the upgrade.
+ */
+async function chainTuningRetry(): Promise<void> {
+    const stack = "rehearsal-g";
+    const { cfg, dbPort } = await freshWithFault(stack, 26000);
+    const path_ = { to: Y, via: HOPS };
+    const failed = await up(stack, { ...cfg, upgrade: path_ }, `upgrade to ${Y} with a failure injected into ${FIRST_HOP}'s migrations up`);
+    assert.ok(!failed.ok, "the run must fail");
+    const completed = failed.timeline.filter((e) => e.ok && e.op !== "same" && e.type === "command:local:Command").map((e) => e.name);
+    assert.ok(completed.includes(`stop-kong-${slug(X)}`) && completed.some((n) => n.startsWith("snapshot-")), completed.join(", "));
+    await injectFault(dbPort, undefined);
+    const k = cfg.kong as Record<string, unknown>;
+    const tuned = { ...cfg, kong: { ...k, lockTimeoutSeconds: 900 }, upgrade: { ...path_, terminateSessions: true } };
+    const rerun = await up(stack, tuned, "tuning edits (lockTimeoutSeconds, terminateSessions), then the rerun");
+    assert.ok(rerun.ok, "the rerun after a tuning edit completes");
+    for (const name of completed) {
+        const e = rerun.timeline.find((t) => t.name === name);
+        assert.equal(e?.op, "same", `${name} completed before the failure and must not run again`);
+    }
+    assert.equal(await readEntities(26001), EXPECTED);
+    const back = await up(stack, { ...tuned, upgrade: { ...path_, terminateSessions: true, rollback: true } }, "roll back");
+    assert.ok(back.ok);
+    assert.ok(container(`${stack}-kong-${slug(X)}-node-0`).running, "X serves again");
+    assert.equal(await readEntities(26001), EXPECTED, "X serves exactly the pre-upgrade data");
+    cleanup(stack);
+}
+
+/**
+ * A kong.env change on a 3-node cluster replaces every node, one at a time: with each node's
+ * proxy probed every 100 ms, every probe is answered by some node.
+ */
+async function chainRolling(): Promise<void> {
+    const stack = "rehearsal-h";
+    cleanup(stack);
+    const port = 27000;
+    const cfg = base(stack, port, 3);
+    assert.ok((await up(stack, cfg, `fresh Kong ${X}, 3 nodes`)).ok);
+    await writeEntities(port + 1);
+    const before = [0, 1, 2].map((i) => container(`${stack}-kong-${slug(X)}-node-${i}`).id);
+    const k = cfg.kong as Record<string, unknown>;
+    const ticks: Array<{ at: number; answered: number[] }> = [];
+    let running = true;
+    const probe = (async () => {
+        while (running) {
+            const at = Date.now();
+            const answered: number[] = [];
+            await Promise.all([0, 1, 2].map(async (i) => {
+                const status = await fetch(`http://127.0.0.1:${port + 10 * i}/orders`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0);
+                if (status > 0 && status < 500) answered.push(i);
+            }));
+            ticks.push({ at, answered });
+            await sleep(100);
+        }
+    })();
+    let run: { ok: boolean; timeline: TimelineEntry[] };
+    try {
+        run = await up(stack, { ...cfg, kong: { ...k, env: { KONG_LOG_LEVEL: "debug" } } }, "kong.env changed: nodes roll one at a time");
+    } finally {
+        running = false;
+        await probe;
+    }
+    assert.ok(run.ok);
+    const after = [0, 1, 2].map((i) => container(`${stack}-kong-${slug(X)}-node-${i}`).id);
+    assert.ok(after.every((id, i) => id && id !== before[i]), "every node was replaced");
+    const entry = (name: string) => run.timeline.find((e) => e.name === name)!;
+    for (let i = 1; i < 3; i++) {
+        assert.ok(entry(`kong-${slug(X)}-node-${i}`).start >= entry(`status-kong-${slug(X)}-node-${i - 1}`).end,
+            `node ${i} goes down only after node ${i - 1} answers /status`);
+    }
+    const silent = ticks.filter((t) => t.answered.length === 0);
+    say(`${ticks.length} probes during the rolling change, ${silent.length} unanswered`);
+    assert.ok(ticks.length > 20, "probed throughout");
+    assert.equal(silent.length, 0, "every probe answered by some node");
+    assert.equal(await readEntities(port + 1), EXPECTED);
+    cleanup(stack);
+}
+
 export async function rehearse(): Promise<string> {
     mkdirSync(WORK, { recursive: true });
     if (SIMULATED || POSTGRES_IMAGE === "kong-upgrade-postgres:15") {
         const built = spawnSync("bash", ["test/rehearsal/images.sh", ...(SIMULATED ? VERSIONS : [])], { cwd: ROOT, stdio: "inherit" });
         assert.equal(built.status, 0, "building the rehearsal images failed");
     }
-    // REHEARSAL_ONLY=hybrid (or main, fault, rollback-after-fault, online, hosts, rotation) runs that chain alone.
+    // REHEARSAL_ONLY=hybrid (or main, fault, rollback-after-fault, online, hosts, rotation, tuning-retry, rolling) runs that chain alone.
     const only: Record<string, () => Promise<void>> = {
         main: async () => { say(await chainMain()); }, fault: chainFault, "rollback-after-fault": chainRollbackAfterFault, online: chainOnlineSnapshot, hybrid: chainHybrid,
-        hosts: chainHosts, rotation: chainRotation,
+        hosts: chainHosts, rotation: chainRotation, "tuning-retry": chainTuningRetry, rolling: chainRolling,
     };
     const pick = process.env.REHEARSAL_ONLY;
     if (pick) {
         assert.ok(only[pick], `REHEARSAL_ONLY must be one of ${Object.keys(only).join(", ")}`);
-        try { await only[pick](); } finally { for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g"]) cleanup(s); }
+        try { await only[pick](); } finally { for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g", "rehearsal-h", "rehearsal-i"]) cleanup(s); }
         return `${pick} chain passed`;
     }
     try {
@@ -544,16 +625,18 @@ export async function rehearse(): Promise<string> {
             // Faults are injected through the stand-in (table kong_sim_faults); real images skip these chains.
             await chainFault();
             await chainRollbackAfterFault();
+            await chainTuningRetry();
         } else {
             say(`${KONG_IMAGE}: the fault-injection chains need the Kong stand-in and are skipped`);
         }
         await chainOnlineSnapshot();
         if (SIMULATED) await chainHybrid(); // the stand-in's data planes speak its own configuration exchange
+        await chainRolling();
         await chainHosts();
         await chainRotation();
         return window;
     } finally {
-        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g"]) cleanup(s);
+        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g", "rehearsal-h", "rehearsal-i"]) cleanup(s);
     }
 }
 
@@ -563,7 +646,7 @@ if (require.main === module) {
         process.exit(1);
     }
     rehearse().then((window) => {
-        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 7 : 4} chains\n${window}\n`);
+        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 9 : 4} chains\n${window}\n`);
     }, (e: unknown) => {
         process.stderr.write(`\nrehearsal FAILED: ${(e as Error).message}\n`);
         process.exit(1);
