@@ -103,6 +103,11 @@ export interface UpgradeSettings {
     dumpImage: string;
     /** Also write `kong config db_export` (with X's image) into dumpDirectory beside the snapshot. Default false. */
     declarativeExport: boolean;
+    /**
+     * Rehearse the whole upgrade on a clone of the live database before X stops (every hop's up and
+     * finish, one Y node, verify), and forecast the downtime window from it. Default true.
+     */
+    canary: boolean;
 }
 
 export type SslMode = "disable" | "require" | "verify-ca" | "verify-full";
@@ -191,7 +196,7 @@ const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "ports", "admi
     "clusterCert", "clusterCertKey", "clusterControlPlane"] as const;
 const PORT_KEYS = ["proxy", "admin", "status", "stride", "dpProxy", "dpStatus", "cluster"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
-    "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport"] as const;
+    "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport", "canary"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
     "schema", "image", "adminPassword"] as const;
 const DOCKER_KEYS = ["hosts"] as const;
@@ -466,6 +471,7 @@ export function readSettings(raw: RawConfig, stack: string): Settings {
             dumpDirectory: u.string("dumpDirectory", "./snapshots")!,
             dumpImage: u.string("dumpImage", "postgres:15")!,
             declarativeExport: u.boolean("declarativeExport", false),
+            canary: u.boolean("canary", true),
         };
         if (to && version) {
             const cmp = compareVersions(to, version);
@@ -616,6 +622,10 @@ function hostProblems(docker: DockerSettings, kong: KongSettings, database: Data
         }
     }
     const tools = hosts[0];
+    if (upgrade && !upgrade.rollback && upgrade.canary && !tools.endpoint.startsWith("unix://")) {
+        problems.push(`upgrade.canary publishes its Y node on 127.0.0.1 of docker.hosts[0], which runs one-off containers; ${tools.endpoint} is not this machine: ` +
+            `list a unix:// host first, or set upgrade.canary: false (the upgrade then runs without rehearsing on a clone)`);
+    }
     if (upgrade && (upgrade.snapshotStrategy === "dump" || upgrade.declarativeExport) && !tools.endpoint.startsWith("unix://")) {
         problems.push(`upgrade.${upgrade.snapshotStrategy === "dump" ? "snapshotStrategy dump" : "declarativeExport"} writes into upgrade.dumpDirectory through a bind mount on ` +
             `docker.hosts[0], which runs one-off containers; ${tools.endpoint} is not this machine: list a unix:// host first, or use snapshotStrategy template`);

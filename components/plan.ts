@@ -10,6 +10,8 @@ export type Mode = "steady" | "upgrade" | "rollback";
 export type StepKind =
     | "database" | "images" | "bootstrap" | "preflight" | "stop" | "snapshot"
     | "migrations-up" | "migrations-finish" | "nodes" | "start" | "restore" | "verify"
+    // the upgrade rehearsed on a clone of the live database before X stops
+    | "canary"
     // hybrid mode
     | "cluster-cert" | "data-plane" | "stop-data-plane" | "start-data-plane" | "ready";
 
@@ -65,6 +67,12 @@ export const names = {
     migrationsFinish: (v: KongVersion) => `migrations-finish-${versionSlug(v)}`,
     restore: (from: KongVersion, to: KongVersion) => `restore-${versionSlug(from)}-from-${versionSlug(to)}`,
     verify: (v: KongVersion) => `verify-kong-${versionSlug(v)}`,
+    canary: (from: KongVersion, to: KongVersion) => `canary-${versionSlug(from)}-to-${versionSlug(to)}`,
+    /** The canary's clone database: the only database the program ever drops, and only with its record. */
+    canaryClone: (db: string, from: KongVersion, to: KongVersion) =>
+        `${db.slice(0, 16)}_canary_${versionSlug(from).replace(/-/g, "_")}_to_${versionSlug(to).replace(/-/g, "_")}`,
+    /** Docker's name of the canary's one Y node. */
+    canaryContainer: (stack: string, to: KongVersion) => `${stack}-kong-canary-${versionSlug(to)}`,
     bootstrap: "bootstrap",
     database: "database",
     /** Prefix of snapshot databases of one upgrade; a UTC timestamp completes the name. */
@@ -200,6 +208,13 @@ export function planRunbook(s: Settings): Runbook {
         title: `preflight: database answers, \`kong migrations list\` with ${image(chain[0])} exits 5 (or 0), ` +
             `no live migrations lock, snapshot name free, ${n} ${what} of ${x.text} exist and no other Kong node runs` },
     [names.bootstrap, ...imageNames]);
+    if (u.canary) {
+        add({ kind: "canary", resources: [names.canary(x, y)], version: y,
+            title: `canary while ${x.text} serves: clone ${s.database.name} into ${names.canaryClone(s.database.name, x, y)} (pg_dump | pg_restore, ` +
+                `no lock X waits on), every hop's up and finish on the clone (${chain.map((v) => v.text).join(", ")}), one ${hybrid ? "control plane" : "node"} of ` +
+                `${image(y)} on it (ports on 127.0.0.1 only), verified; clone and node always removed; forecasts the downtime window` },
+        certs ? [names.preflight(x, y), names.clusterCert] : undefined);
+    }
     const stop = () => add({ kind: "stop", resources: [names.stop(x)], version: x,
         title: `stop cluster ${x.text} (${n} ${what}, ${s.kong.drainSeconds}s to drain): downtime starts` +
             (hybrid ? ` for configuration changes; data planes keep proxying from their cached configuration` : "") +
@@ -229,7 +244,7 @@ export function planRunbook(s: Settings): Runbook {
     const path = [x, ...chain].map((v) => v.text).join(" → ");
     return {
         mode: "upgrade",
-        summary: `upgrade Kong ${path} in place`,
+        summary: `upgrade Kong ${path} in place` + (u.canary ? "" : "; no canary (upgrade.canary: false): a migration that fails on this data fails after X stopped"),
         steps,
         deletions: [...nodeNames(x, n, kind), ...dataPlaneNames(x)].map((r) => `${r} (cluster ${x.text}), decommissioned last`),
     };

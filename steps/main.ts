@@ -10,6 +10,7 @@ import { restore } from "./restore";
 import { snapshot } from "./snapshot";
 import { startCluster, stopCluster } from "./cluster";
 import { verify } from "./verify";
+import { canary } from "./canary";
 import { clusterCert, ready } from "./hybrid";
 
 export async function runStep(spec: StepSpec): Promise<object> {
@@ -24,6 +25,7 @@ export async function runStep(spec: StepSpec): Promise<object> {
         case "verify": return verify(spec);
         case "cluster-cert": return clusterCert(spec);
         case "ready": return ready(spec);
+        case "canary": return canary(spec);
     }
 }
 
