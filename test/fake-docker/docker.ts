@@ -60,7 +60,8 @@ function run(): void {
     }
     const log = `${file}.${name}.log`;
     const out = openSync(log, "a");
-    const standin = path.join(__dirname, "..", "kong-standin", "kong");
+    // The stand-in's launcher, from test/fake-docker or its compiled copy in build/test/fake-docker.
+    const standin = path.join(__dirname.replace(/[\\/](build[\\/])?test[\\/]fake-docker$/, ""), "test", "kong-standin", "kong");
     const child = spawn(standin, ["docker-start"], {
         detached: true, stdio: ["ignore", out, out],
         env: { PATH: process.env.PATH, ...env, KONG_VERSION: image.split(":").pop(), KONG_PREFIX: mkdtempSync(path.join(os.tmpdir(), "fake-kong-")) },
