@@ -270,6 +270,10 @@ describe("invalid configuration fails before any resource exists, saying what to
         ["unknown key", { ...base, kong: { version: "3.4.3", nodez: 3 } }, /unknown key kong\.nodez \(did you mean kong\.nodes\?\)/],
         ["unknown top-level key", { ...base, upgarde: { to: "3.5.0" } }, /unknown key kong-upgrade:upgarde \(did you mean kong-upgrade:upgrade\?\)/],
         ["missing password", { kong: { version: "3.4.3" } }, /database\.password is required: pulumi config set --secret --path database\.password/],
+        ["canary on a first Docker host that is not this machine", {
+            kong: { version: "3.4.3", adminAddress: "0.0.0.0" }, database: { mode: "external", host: "10.0.0.2", password: "x" },
+            docker: { hosts: ["ssh://ops@edge-b"] }, upgrade: { to: "3.5.0" },
+        }, /upgrade\.canary publishes its Y node on 127\.0\.0\.1 of docker\.hosts\[0\].*ssh:\/\/ops@edge-b is not this machine.*upgrade\.canary: false/],
     ];
     const results = new Map<string, Evaluation>();
     before(async () => {

@@ -53,10 +53,17 @@ describe("hybrid mode", () => {
         const c = upgrade.spec("canary-3-4-3-to-3-5-0") as { node: { role: string }; smokePath?: string };
         assert.equal(c.node.role, "control_plane");
         const env = upgrade.get("canary-3-4-3-to-3-5-0").inputs.environment as Record<string, string>;
-        assert.equal(env.KONG_CLUSTER_CERT, "[secret]");
-        assert.equal(env.KONG_CLUSTER_CERT_KEY, "[secret]");
+        assert.ok(env.KONG_CLUSTER_CERT && env.KONG_CLUSTER_CERT_KEY, "the canary control plane gets the cluster certificate");
         assert.ok(!JSON.stringify(c).includes("-dp-"), "no data plane is named in the canary");
         for (const dp of ["stop-kong-3-4-3-dp-0", "kong-3-5-0-dp-0"]) assert.ok(!upgrade.waitsFor("canary-3-4-3-to-3-5-0", dp));
+    });
+
+    it("canary: an operator's cluster certificate reaches the canary as a secret, never in plain", async () => {
+        const g = Graph.of(await evaluate({ ...base, kong: { ...base.kong, clusterCert: "CERT-PEM-x1", clusterCertKey: "KEY-PEM-y2" }, upgrade: { to: "3.5.0" } }));
+        const env = g.get("canary-3-4-3-to-3-5-0").inputs.environment as Record<string, string>;
+        assert.equal(env.KONG_CLUSTER_CERT, "[secret]");
+        assert.equal(env.KONG_CLUSTER_CERT_KEY, "[secret]");
+        for (const r of g.registrations) assert.ok(!JSON.stringify(r.inputs).includes("KEY-PEM-y2"), `${r.name} holds the key in plain`);
     });
 
     it("rollback: data planes back to X first (accepted by Y's control plane), then the control-plane rollback", () => {
