@@ -41,6 +41,8 @@ export const nodes = pulumi.all(kong.serving.nodes.map((n) => n.name));
 export const placement = kong.placement;
 /** The snapshot this run took (upgrade) or restored (rollback): name, size, time, versions. */
 export const snapshot = kong.snapshot ? pulumi.unsecret(kong.snapshot).apply(describeSnapshot) : undefined;
+/** With upgrade.canary: the downtime window the canary forecast, and its parts (seconds). */
+export const forecast = kong.forecast;
 
 function describeSnapshot(stdout: string | undefined): Record<string, unknown> | undefined {
     const r = parseStepResult(stdout);

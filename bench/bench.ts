@@ -37,7 +37,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
 }
 
 /** Fills a bootstrapped Kong database with `n` entities in Kong's proportions and row shapes. */
-async function generate(c: Client, n: number): Promise<void> {
+export async function generate(c: Client, n: number): Promise<void> {
     const k = (share: number) => Math.max(1, Math.round(n * share));
     await c.query(`
         INSERT INTO services (id, name, host, port, path, protocol, tags)
@@ -65,7 +65,7 @@ async function generate(c: Client, n: number): Promise<void> {
         ANALYZE;`);
 }
 
-async function countEntities(c: Client): Promise<number> {
+export async function countEntities(c: Client): Promise<number> {
     const r = await c.query<{ n: string }>(`SELECT (SELECT count(*) FROM services) + (SELECT count(*) FROM routes) + (SELECT count(*) FROM consumers)
         + (SELECT count(*) FROM keyauth_credentials) + (SELECT count(*) FROM plugins) + (SELECT count(*) FROM upstreams) + (SELECT count(*) FROM targets) AS n`);
     return Number(r.rows[0].n);
@@ -192,7 +192,9 @@ async function main(): Promise<void> {
     process.stdout.write(`snapshot speedup vs pg_dump: ${last!.snap.toFixed(1)}×; restore speedup vs pg_restore: ${last!.restore.toFixed(1)}×; ${overhead}\n`);
 }
 
-main().catch((e: unknown) => {
-    process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
-    process.exit(1);
-});
+if (require.main === module) {
+    main().catch((e: unknown) => {
+        process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+        process.exit(1);
+    });
+}

@@ -8,6 +8,7 @@ import { hostSuffix, isDefaultDockerHost, placement, toolsHost } from "./placeme
 import { NodeKind, PlannedStep, Runbook, clusterNodeKind, dataPlaneOrderProblems, imagesNeeded, names, planRunbook } from "./plan";
 import { StepIdentity, stepCommand } from "./step";
 import { KongVersion, upgradeChain } from "./versions";
+import { canaryCommand, describeForecast } from "./canary";
 import { kongEnv } from "../steps/lib/kong";
 import { parseStepResult } from "../steps/lib/log";
 import * as path from "path";
@@ -58,6 +59,8 @@ export class KongDeployment extends pulumi.ComponentResource {
     public readonly serving: KongCluster;
     /** Result of the snapshot step (upgrade) or restore step (rollback), as JSON. */
     public readonly snapshot?: pulumi.Output<string>;
+    /** Upgrade with upgrade.canary: the canary's forecast of the downtime window (stack output `forecast`). */
+    public readonly forecast?: pulumi.Output<ReturnType<typeof describeForecast>>;
     /** With docker.hosts: container name → host name of every node the run ends with; else undefined. */
     public readonly placement?: Record<string, string>;
 
@@ -105,6 +108,7 @@ export class KongDeployment extends pulumi.ComponentResource {
 
         let serving: KongCluster | undefined;
         let snapshot: pulumi.Output<string> | undefined;
+        let forecast: pulumi.Output<ReturnType<typeof describeForecast>> | undefined;
         for (const step of this.runbook.steps) {
             const after = this.after(step);
             switch (step.kind) {
@@ -154,6 +158,8 @@ export class KongDeployment extends pulumi.ComponentResource {
                     const cmd = this.stepResource(step, after, snapshot);
                     // verify compares the entity counts with what the snapshot recorded.
                     if (step.kind === "snapshot" || step.kind === "restore") snapshot = cmd.stdout;
+                    // The forecast holds only figures: the step's stdout never holds a secret.
+                    if (step.kind === "canary") forecast = pulumi.unsecret(cmd.stdout).apply(describeForecast);
                     if (step.kind === "cluster-cert") {
                         this.clusterCert = pulumi.secret(cmd.stdout.apply((out) => certificate(out)));
                     }
@@ -163,6 +169,7 @@ export class KongDeployment extends pulumi.ComponentResource {
         }
         this.serving = serving!;
         this.snapshot = snapshot;
+        this.forecast = forecast;
         this.placement = this.describePlacement();
         this.registerOutputs({});
     }
@@ -453,6 +460,12 @@ export class KongDeployment extends pulumi.ComponentResource {
                     spec: { step: "migrations", phase: step.kind === "migrations-up" ? "up" : "finish", db: this.dbTarget(), kong: this.kongRun(step.version!) },
                     secrets,
                     identity: { version: step.version!.text, phase: step.kind === "migrations-up" ? "up" : "finish", image: this.imageRef(step.version!), plugins: s.kong.plugins },
+                }, opts);
+            case "canary":
+                return canaryCommand(name, {
+                    settings: s, db: this.dbTarget(), kongRun: (v) => this.kongRun(v), docker: this.toolsEndpoint(), secrets,
+                    clusterCert: s.kong.role === "hybrid" ? this.clusterCert : undefined,
+                    identity: { ...this.upgradeIdentity(), image: s.kong.image, plugins: s.kong.plugins },
                 }, opts);
             case "restore":
                 return stepCommand(name, {

@@ -32,6 +32,12 @@ export const names = {
     migrationsFinish: (v: KongVersion) => `migrations-finish-${versionSlug(v)}`,
     restore: (from: KongVersion, to: KongVersion) => `restore-${versionSlug(from)}-from-${versionSlug(to)}`,
     verify: (v: KongVersion) => `verify-kong-${versionSlug(v)}`,
+    canary: (from: KongVersion, to: KongVersion) => `canary-${versionSlug(from)}-to-${versionSlug(to)}`,
+    /** The canary's clone database: the only database the program ever drops, and only with its record. */
+    canaryClone: (db: string, from: KongVersion, to: KongVersion) =>
+        `${db.slice(0, 16)}_canary_${versionSlug(from).replace(/-/g, "_")}_to_${versionSlug(to).replace(/-/g, "_")}`,
+    /** Docker's name of the canary's one Y node. */
+    canaryContainer: (stack: string, to: KongVersion) => `${stack}-kong-canary-${versionSlug(to)}`,
     bootstrap: "bootstrap",
     database: "database",
     /** Prefix of snapshot databases of one upgrade; a UTC timestamp completes the name. */

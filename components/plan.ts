@@ -17,6 +17,8 @@ export type Mode = "steady" | "upgrade" | "rollback";
 export type StepKind =
     | "database" | "images" | "bootstrap" | "preflight" | "stop" | "snapshot"
     | "migrations-up" | "migrations-finish" | "nodes" | "start" | "restore" | "verify"
+    // the upgrade rehearsed on a clone of the live database before X stops
+    | "canary"
     // hybrid mode
     | "cluster-cert" | "data-plane" | "stop-data-plane" | "start-data-plane" | "ready";
 
@@ -173,6 +175,13 @@ export function planRunbook(s: Settings): Runbook {
         title: `preflight: database answers, \`kong migrations list\` with ${image(chain[0])} exits 5 (or 0), ` +
             `no live migrations lock, snapshot name free, ${n} ${what} of ${x.text} exist and no other Kong node runs` },
     [names.bootstrap, ...imageNames]);
+    if (u.canary) {
+        add({ kind: "canary", resources: [names.canary(x, y)], version: y,
+            title: `canary while ${x.text} serves: clone ${s.database.name} into ${names.canaryClone(s.database.name, x, y)} (pg_dump | pg_restore, ` +
+                `no lock X waits on), every hop's up and finish on the clone (${chain.map((v) => v.text).join(", ")}), one ${hybrid ? "control plane" : "node"} of ` +
+                `${image(y)} on it (ports on 127.0.0.1 only), verified; clone and node always removed; forecasts the downtime window` },
+        certs ? [names.preflight(x, y), names.clusterCert] : undefined);
+    }
     const stop = () => add({ kind: "stop", resources: [names.stop(x)], version: x,
         title: `stop cluster ${x.text} (${n} ${what}, ${s.kong.drainSeconds}s to drain): downtime starts` +
             (hybrid ? ` for configuration changes; data planes keep proxying from their cached configuration` : "") +
@@ -202,7 +211,7 @@ export function planRunbook(s: Settings): Runbook {
     const path = [x, ...chain].map((v) => v.text).join(" → ");
     return {
         mode: "upgrade",
-        summary: `upgrade Kong ${path} in place`,
+        summary: `upgrade Kong ${path} in place` + (u.canary ? "" : "; no canary (upgrade.canary: false): a migration that fails on this data fails after X stopped"),
         steps,
         deletions: [...nodeNames(x, n, kind), ...dataPlaneNames(x)].map((r) => `${r} (cluster ${x.text}), decommissioned last`),
     };

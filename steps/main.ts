@@ -20,6 +20,7 @@ export async function runStep(spec: StepSpec): Promise<object> {
         case "cluster-cert": return (require("./hybrid") as typeof import("./hybrid")).clusterCert(spec);
         case "ready": return (require("./hybrid") as typeof import("./hybrid")).ready(spec);
         case "password": return (require("./password") as typeof import("./password")).password(spec);
+        case "canary": return (require("./canary") as typeof import("./canary")).canary(spec);
     }
 }
 

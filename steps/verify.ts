@@ -40,7 +40,8 @@ export function expectedCounts(raw: string | undefined): Record<string, number> 
     return r.entityCounts;
 }
 
-export async function verify(spec: Verify): Promise<object> {
+/** `expected`: the counts to find again; by default the snapshot's or restore's result in KONG_UPGRADE_EXPECT. */
+export async function verify(spec: Verify, expected = expectedCounts(process.env[EXPECT_ENV])): Promise<object> {
     const deadline = Date.now() + spec.timeoutSeconds * 1000;
     // The three checks are independent: side by side, verify takes the longest of them, not
     // their sum (it runs inside the downtime window).
@@ -53,7 +54,6 @@ export async function verify(spec: Verify): Promise<object> {
     if (list.state !== "up-to-date") {
         throw new StepError(`kong migrations list with ${spec.kong.image} reports ${list.state}, not up to date:\n${list.output}`);
     }
-    const expected = expectedCounts(process.env[EXPECT_ENV]);
     if (expected) {
         const lost = Object.entries(expected).filter(([t, n]) => (counts[t] ?? 0) < n);
         if (lost.length > 0) {

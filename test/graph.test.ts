@@ -86,9 +86,9 @@ describe("steady (no upgrade block)", () => {
 });
 
 describe("upgrade (direct path 3.4.3 → 3.5.0)", () => {
-    it("runs preflight → stop X → snapshot → migrations up → finish → Y nodes → verify, each after the one before", () => {
+    it("runs preflight → canary → stop X → snapshot → migrations up → finish → Y nodes → verify, each after the one before", () => {
         for (const node of nodesOf(direct, "3-5-0")) {
-            assertChain(direct, ["bootstrap", "preflight-3-4-3-to-3-5-0", "stop-kong-3-4-3", "snapshot-3-4-3-to-3-5-0",
+            assertChain(direct, ["bootstrap", "preflight-3-4-3-to-3-5-0", "canary-3-4-3-to-3-5-0", "stop-kong-3-4-3", "snapshot-3-4-3-to-3-5-0",
                 "migrations-up-3-5-0", "migrations-finish-3-5-0", node, "verify-kong-3-5-0"]);
         }
     });
@@ -121,6 +121,44 @@ describe("upgrade (direct path 3.4.3 → 3.5.0)", () => {
     });
 });
 
+describe("canary (upgrade.canary, default on)", () => {
+    type Canary = {
+        clone: string; hops: Array<Record<string, unknown>>; node: { role: string; container: string }; copy: { image: string; network: string };
+        snapshot?: string; smokePath?: string;
+    };
+    it("rehearses every hop with exactly the settings of the real migrations steps, on a clone named for this upgrade", () => {
+        const c = path3.spec("canary-3-4-3-to-3-7-1") as Canary;
+        assert.equal(c.clone, "kong_canary_3_4_3_to_3_7_1");
+        assert.deepEqual(c.hops, ["3-5-0", "3-6-1", "3-7-1"].map((v) => (path3.spec(`migrations-up-${v}`) as { kong: unknown }).kong));
+        assert.deepEqual(c.node, { container: "test-kong-canary-3-7-1", role: "traditional", drainSeconds: 30 });
+        assert.deepEqual([c.copy.image, c.copy.network, c.snapshot], ["postgres:15", "kong-upgrade-test", "template"]);
+        assert.ok(path3.waitsFor("canary-3-4-3-to-3-7-1", "image-kong-3-7-1"), "every image is there before the canary");
+    });
+
+    it("upgrade.canary: false declares no canary, and the plan says so", async () => {
+        const ev = await evaluate(upgrade({ to: "3.5.0", canary: false }), { preview: false });
+        assert.ok(ev.ok);
+        if (!ev.ok) return;
+        const g = Graph.of(ev);
+        assert.deepEqual(g.names((r) => r.name.startsWith("canary-")), []);
+        assertChain(g, ["preflight-3-4-3-to-3-5-0", "stop-kong-3-4-3"]);
+        assert.match((ev.outputs.runbook as string[])[0], /no canary \(upgrade\.canary: false\)/);
+    });
+
+    it("forecasts nothing it did not measure: with an online snapshot the snapshot is outside the window", async () => {
+        const g = Graph.of(await evaluate(upgrade({ to: "3.5.0", onlineSnapshot: true, snapshotStrategy: "dump", dumpImage: "pg:15" })));
+        const c = g.spec("canary-3-4-3-to-3-5-0") as Canary;
+        assert.equal(c.snapshot, undefined);
+        assert.equal(c.copy.image, "pg:15");
+        const d = Graph.of(await evaluate(upgrade({ to: "3.5.0", snapshotStrategy: "dump" })));
+        assert.equal((d.spec("canary-3-4-3-to-3-5-0") as Canary).snapshot, "dump");
+    });
+
+    it("is not part of a rollback", () => {
+        assert.deepEqual(rollback.names((r) => r.name.startsWith("canary-")), []);
+    });
+});
+
 describe("Kong Gateway Enterprise (kong/kong-gateway, four-part versions, license)", () => {
     it("uses the Enterprise image and passes the license as a secret to nodes and migrations", async () => {
         const g = Graph.of(await evaluate({
@@ -139,7 +177,7 @@ describe("Kong Gateway Enterprise (kong/kong-gateway, four-part versions, licens
 describe("upgrade with an online snapshot", () => {
     it("takes the snapshot while X runs, then stops X and lifts the freeze, then migrates", async () => {
         const g = Graph.of(await evaluate(upgrade({ to: "3.5.0", onlineSnapshot: true })));
-        assertChain(g, ["preflight-3-4-3-to-3-5-0", "snapshot-3-4-3-to-3-5-0", "stop-kong-3-4-3", "migrations-up-3-5-0", "migrations-finish-3-5-0", "kong-3-5-0-node-0"]);
+        assertChain(g, ["preflight-3-4-3-to-3-5-0", "canary-3-4-3-to-3-5-0", "snapshot-3-4-3-to-3-5-0", "stop-kong-3-4-3", "migrations-up-3-5-0", "migrations-finish-3-5-0", "kong-3-5-0-node-0"]);
         assert.equal((g.spec("snapshot-3-4-3-to-3-5-0") as { online?: boolean }).online, true);
         assert.equal((g.spec("stop-kong-3-4-3") as { liftFreeze?: { database: string } }).liftFreeze?.database, "kong");
         assert.equal((direct.spec("stop-kong-3-4-3") as { liftFreeze?: unknown }).liftFreeze, undefined);
@@ -149,7 +187,7 @@ describe("upgrade with an online snapshot", () => {
 describe("upgrade along a longer path (3.4.3 → 3.7.1 via 3.5.0, 3.6.1)", () => {
     it("takes one snapshot, then each hop's up and finish with that hop's image, in order, then Y", () => {
         assert.equal(path3.names((r) => r.name.startsWith("snapshot-")).length, 1);
-        const chain = ["stop-kong-3-4-3", "snapshot-3-4-3-to-3-7-1",
+        const chain = ["preflight-3-4-3-to-3-7-1", "canary-3-4-3-to-3-7-1", "stop-kong-3-4-3", "snapshot-3-4-3-to-3-7-1",
             "migrations-up-3-5-0", "migrations-finish-3-5-0", "migrations-up-3-6-1", "migrations-finish-3-6-1",
             "migrations-up-3-7-1", "migrations-finish-3-7-1", "kong-3-7-1-node-0", "verify-kong-3-7-1"];
         assertChain(path3, chain);
@@ -243,6 +281,10 @@ describe("invalid configuration fails before any resource exists, saying what to
         ["unknown key", { ...base, kong: { version: "3.4.3", nodez: 3 } }, /unknown key kong\.nodez \(did you mean kong\.nodes\?\)/],
         ["unknown top-level key", { ...base, upgarde: { to: "3.5.0" } }, /unknown key kong-upgrade:upgarde \(did you mean kong-upgrade:upgrade\?\)/],
         ["missing password", { kong: { version: "3.4.3" } }, /database\.password is required: pulumi config set --secret --path database\.password/],
+        ["canary on a first Docker host that is not this machine", {
+            kong: { version: "3.4.3", adminAddress: "0.0.0.0" }, database: { mode: "external", host: "10.0.0.2", password: "x" },
+            docker: { hosts: ["ssh://ops@edge-b"] }, upgrade: { to: "3.5.0" },
+        }, /upgrade\.canary publishes its Y node on 127\.0\.0\.1 of docker\.hosts\[0\].*ssh:\/\/ops@edge-b is not this machine.*upgrade\.canary: false/],
     ];
     const results = new Map<string, Evaluation>();
     before(async () => {

@@ -38,7 +38,7 @@ describe("hybrid mode", () => {
     });
 
     it("upgrade: control planes in place, then data planes one at a time, never ahead of the control plane", () => {
-        chain(upgrade, ["preflight-3-4-3-to-3-5-0", "stop-kong-3-4-3", "snapshot-3-4-3-to-3-5-0", "migrations-up-3-5-0", "migrations-finish-3-5-0",
+        chain(upgrade, ["preflight-3-4-3-to-3-5-0", "canary-3-4-3-to-3-5-0", "stop-kong-3-4-3", "snapshot-3-4-3-to-3-5-0", "migrations-up-3-5-0", "migrations-finish-3-5-0",
             "kong-3-5-0-cp-0", "verify-kong-3-5-0",
             "stop-kong-3-4-3-dp-0", "kong-3-5-0-dp-0", "ready-kong-3-5-0-dp-0",
             "stop-kong-3-4-3-dp-1", "kong-3-5-0-dp-1", "ready-kong-3-5-0-dp-1"]);
@@ -46,6 +46,24 @@ describe("hybrid mode", () => {
         // Stopping X's control plane does not touch its data planes.
         const stopped = (upgrade.spec("stop-kong-3-4-3") as { cluster: { nodes: Array<{ container: string }> } }).cluster.nodes.map((n) => n.container);
         assert.deepEqual(stopped, ["test-kong-3-4-3-cp-0"]);
+    });
+
+    it("canary: one control plane on the clone, with the generated certificate as a secret, and no data plane in it", () => {
+        chain(upgrade, ["cluster-cert", "canary-3-4-3-to-3-5-0"]);
+        const c = upgrade.spec("canary-3-4-3-to-3-5-0") as { node: { role: string }; smokePath?: string };
+        assert.equal(c.node.role, "control_plane");
+        const env = upgrade.get("canary-3-4-3-to-3-5-0").inputs.environment as Record<string, string>;
+        assert.ok(env.KONG_CLUSTER_CERT && env.KONG_CLUSTER_CERT_KEY, "the canary control plane gets the cluster certificate");
+        assert.ok(!JSON.stringify(c).includes("-dp-"), "no data plane is named in the canary");
+        for (const dp of ["stop-kong-3-4-3-dp-0", "kong-3-5-0-dp-0"]) assert.ok(!upgrade.waitsFor("canary-3-4-3-to-3-5-0", dp));
+    });
+
+    it("canary: an operator's cluster certificate reaches the canary as a secret, never in plain", async () => {
+        const g = Graph.of(await evaluate({ ...base, kong: { ...base.kong, clusterCert: "CERT-PEM-x1", clusterCertKey: "KEY-PEM-y2" }, upgrade: { to: "3.5.0" } }));
+        const env = g.get("canary-3-4-3-to-3-5-0").inputs.environment as Record<string, string>;
+        assert.equal(env.KONG_CLUSTER_CERT, "[secret]");
+        assert.equal(env.KONG_CLUSTER_CERT_KEY, "[secret]");
+        for (const r of g.registrations) assert.ok(!JSON.stringify(r.inputs).includes("KEY-PEM-y2"), `${r.name} holds the key in plain`);
     });
 
     it("rollback: data planes back to X first (accepted by Y's control plane), then the control-plane rollback", () => {

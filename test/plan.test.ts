@@ -28,7 +28,7 @@ describe("npm run plan", () => {
     it("prints an upgrade of the dev stack in order, with the deletions of X last", async () => {
         const r = await plan("--stack", "dev", "--set", "upgrade.to=3.7.1", "--set", 'upgrade.via=["3.5.0","3.6.1"]');
         assert.equal(r.code, 0, r.stderr);
-        const order = ["preflight-3-4-2-to-3-7-1", "stop-kong-3-4-2", "snapshot-3-4-2-to-3-7-1", "migrations-up-3-5-0", "migrations-finish-3-5-0",
+        const order = ["preflight-3-4-2-to-3-7-1", "canary-3-4-2-to-3-7-1", "stop-kong-3-4-2", "snapshot-3-4-2-to-3-7-1", "migrations-up-3-5-0", "migrations-finish-3-5-0",
             "migrations-up-3-6-1", "migrations-finish-3-6-1", "migrations-up-3-7-1", "migrations-finish-3-7-1", "kong-3-7-1-node-0", "verify-kong-3-7-1",
             "then, after every step above succeeded, the engine deletes:", "kong-3-4-2-node-0 (cluster 3.4.2), decommissioned last"];
         const at = order.map((s) => r.stdout.indexOf(s));

@@ -103,6 +103,10 @@ export function hostProblems(docker: DockerSettings, kong: KongSettings, databas
         }
     }
     const tools = hosts[0];
+    if (upgrade && !upgrade.rollback && upgrade.canary && !tools.endpoint.startsWith("unix://")) {
+        problems.push(`upgrade.canary publishes its Y node on 127.0.0.1 of docker.hosts[0], which runs one-off containers; ${tools.endpoint} is not this machine: ` +
+            `list a unix:// host first, or set upgrade.canary: false (the upgrade then runs without rehearsing on a clone)`);
+    }
     if (upgrade && (upgrade.snapshotStrategy === "dump" || upgrade.declarativeExport) && !tools.endpoint.startsWith("unix://")) {
         problems.push(`upgrade.${upgrade.snapshotStrategy === "dump" ? "snapshotStrategy dump" : "declarativeExport"} writes into upgrade.dumpDirectory through a bind mount on ` +
             `docker.hosts[0], which runs one-off containers; ${tools.endpoint} is not this machine: list a unix:// host first, or use snapshotStrategy template`);

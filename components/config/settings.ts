@@ -20,7 +20,7 @@ const KONG_KEYS = ["version", "image", "nodes", "plugins", "env", "secretEnv", "
     "clusterCert", "clusterCertKey", "clusterControlPlane"] as const;
 const PORT_KEYS = ["proxy", "admin", "status", "stride", "dpProxy", "dpStatus", "cluster"] as const;
 const UPGRADE_KEYS = ["to", "via", "rollback", "snapshot", "snapshotStrategy", "restoreStrategy",
-    "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport"] as const;
+    "terminateSessions", "onlineSnapshot", "dumpDirectory", "dumpImage", "declarativeExport", "canary"] as const;
 const DATABASE_KEYS = ["mode", "host", "port", "containerHost", "name", "user", "password", "sslmode",
     "schema", "image", "adminPassword", "sslRootCert"] as const;
 const DOCKER_KEYS = ["hosts"] as const;
@@ -254,6 +254,7 @@ function readUpgrade(problems: string[], raw: unknown, kong: KongSettings): { up
         dumpDirectory,
         dumpImage,
         declarativeExport: u.boolean("declarativeExport", false),
+        canary: u.boolean("canary", true),
     };
     // The version path is checked only on a readable upgrade.to and upgrade.via.
     return { upgrade, checkPath: to !== undefined && viaValid };

@@ -108,6 +108,11 @@ export interface UpgradeSettings {
     dumpImage: string;
     /** Also write `kong config db_export` (with X's image) into dumpDirectory beside the snapshot. Default false. */
     declarativeExport: boolean;
+    /**
+     * Rehearse the whole upgrade on a clone of the live database before X stops (every hop's up and
+     * finish, one Y node, verify), and forecast the downtime window from it. Default true.
+     */
+    canary: boolean;
 }
 
 export type SslMode = "disable" | "require" | "verify-ca" | "verify-full";

@@ -135,6 +135,8 @@ export type StepSpec =
         dump?: DumpTarget;
     }
     | { step: "verify"; db: DbTarget; kong: KongRun; cluster: ClusterRef; timeoutSeconds: number; smokePath?: string }
+    /** Before X stops: the upgrade rehearsed on a clone of the live database (steps/canary.ts). */
+    | CanarySpec
     /** Hybrid: a cluster certificate and key, printed once (the Command's stdout is secret). */
     | { step: "cluster-cert"; days: number }
     /**
@@ -156,3 +158,32 @@ export type StepSpec =
     };
 
 export type StepName = StepSpec["step"];
+
+/** Secret environment of a hybrid canary control plane (the cluster certificate), passed on by name. */
+export const CANARY_SECRET_ENV = { clusterCert: "KONG_CLUSTER_CERT", clusterCertKey: "KONG_CLUSTER_CERT_KEY" } as const;
+
+/**
+ * The canary: clone `db` into `clone` (pg_dump streamed into pg_restore, which reads an MVCC
+ * snapshot and blocks no writer), run every hop's `up` and `finish` on the clone with that hop's
+ * KongRun (the exact settings the real steps get; the step points them at the clone), start one Y
+ * node on the clone with ports on 127.0.0.1 only, verify it, and always remove node and clone.
+ */
+export interface CanarySpec {
+    step: "canary";
+    db: DbTarget;
+    /** Name of the clone database; dropped only when its record says it is this upgrade's canary. */
+    clone: string;
+    stack: string;
+    from: string;
+    to: string;
+    /** Every hop in order, as the real migrations steps run it (database: the live one). */
+    hops: KongRun[];
+    /** The one Y node: container name, role, graceful stop time (measured for the forecast). */
+    node: { container: string; role: "traditional" | "control_plane"; drainSeconds: number };
+    /** How pg_dump/pg_restore run: the dump image on the stack's network (or local tools, tests). */
+    copy: Omit<DumpTarget, "directory">;
+    timeoutSeconds: number;
+    smokePath?: string;
+    /** What the real run's snapshot does, measured on the clone for the forecast; undefined: online (outside the window). */
+    snapshot?: "template" | "dump";
+}

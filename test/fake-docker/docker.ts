@@ -2,15 +2,17 @@
 // ($FAKE_DOCKER_STATE; with DOCKER_HOST set, one file per host: $FAKE_DOCKER_STATE@<host>). It
 // answers the calls the steps make (container inspect, ps with label filters, stop, start, and
 // `run` of a Kong image with $FAKE_DOCKER_KONG, or else the stand-in, as its `kong`) and logs every
-// argv to <that file>.log.
-import { spawnSync } from "child_process";
+// argv to <that file>.log. `run -d` (the canary's node) starts the Kong stand-in of the image's
+// version as a local process, its listeners moved to the published host ports; `rm -f`, `logs` and
+// `stop` act on that process.
+import { spawn, spawnSync } from "child_process";
 import { createHash } from "crypto";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { appendFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { fakeHostState } from "./hosts";
 
-interface Container { running: boolean; health: string; labels: Record<string, string> }
+interface Container { running: boolean; health: string; labels: Record<string, string>; pid?: number; log?: string }
 type World = Record<string, Container>;
 
 const base = process.env.FAKE_DOCKER_STATE;
@@ -31,7 +33,84 @@ function missing(name: string): never {
 /** The stand-in's launcher in the source tree, whether this runs from test/ or compiled into build/test/. */
 const STANDIN = path.join(__dirname, ...(__dirname.split(path.sep).includes("build") ? ["..", "..", "..", "test"] : [".."]), "kong-standin", "kong");
 
+function alive(pid: number): boolean {
+    try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+for (const c of Object.values(world)) if (c.pid && c.running && !alive(c.pid)) c.running = false;
+
+/** `run -d --name n [--network x] [--label k=v]… [-p addr:host:inside]… [-e K[=V]]… image`: the stand-in, locally. */
+function run(): void {
+    const labels: Record<string, string> = {};
+    const env: Record<string, string> = {};
+    const publish: Array<{ addr: string; host: string; inside: string }> = [];
+    let name = "";
+    let i = 1;
+    for (; i < args.length && args[i].startsWith("-"); i++) {
+        const a = args[i];
+        if (a === "-d" || a === "--rm" || a === "-i") continue;
+        const v = args[++i];
+        if (a === "--name") name = v;
+        else if (a === "--label") labels[v.slice(0, v.indexOf("="))] = v.slice(v.indexOf("=") + 1);
+        else if (a === "-p") { const [addr, host, inside] = v.split(":"); publish.push({ addr, host, inside }); }
+        else if (a === "-e") { const eq = v.indexOf("="); env[eq < 0 ? v : v.slice(0, eq)] = eq < 0 ? (process.env[v] ?? "") : v.slice(eq + 1); }
+    }
+    const image = args[i];
+    if (world[name]) { process.stderr.write(`docker: Error response from daemon: Conflict. The container name "/${name}" is already in use.\n`); process.exit(125); }
+    for (const [k, v] of Object.entries(env)) {
+        if (!k.endsWith("_LISTEN") || v === "off") continue;
+        const inside = v.split(":").pop();
+        const p = publish.find((x) => x.inside === inside);
+        env[k] = p ? `${p.addr}:${p.host}` : "127.0.0.1:0";
+    }
+    const log = `${file}.${name}.log`;
+    const out = openSync(log, "a");
+    // The stand-in's launcher, from test/fake-docker or its compiled copy in build/test/fake-docker.
+    const standin = path.join(__dirname.replace(/[\\/](build[\\/])?test[\\/]fake-docker$/, ""), "test", "kong-standin", "kong");
+    const child = spawn(standin, ["docker-start"], {
+        detached: true, stdio: ["ignore", out, out],
+        env: { PATH: process.env.PATH, ...env, KONG_VERSION: image.split(":").pop(), KONG_PREFIX: mkdtempSync(path.join(os.tmpdir(), "fake-kong-")) },
+    });
+    child.unref();
+    world[name] = { running: true, health: "", labels, pid: child.pid, log };
+    save(world);
+    process.stdout.write(`${name}\n`);
+}
+
+function kill(c: Container, signal: NodeJS.Signals, waitMs: number): void {
+    if (!c.pid || !alive(c.pid)) return;
+    try { process.kill(c.pid, signal); } catch { /* gone */ }
+    const until = Date.now() + waitMs;
+    while (alive(c.pid) && Date.now() < until) spawnSync("sleep", ["0.05"]);
+    if (alive(c.pid)) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+}
+
+/** `run -d`: a flag before the image, not an argument of the command after it (pg_dump's `-d`). */
+function detached(): boolean {
+    for (let j = 1; j < args.length && args[j].startsWith("-"); j++) {
+        if (args[j] === "-d") return true;
+        if (["--name", "--network", "--label", "-p", "-e", "-v", "--user", "--entrypoint"].includes(args[j])) j++;
+    }
+    return false;
+}
+
 switch (args[0]) {
+    case "rm": {
+        for (const name of names(1)) {
+            const c = world[name] ?? missing(name);
+            kill(c, "SIGKILL", 2000);
+            delete world[name];
+            process.stdout.write(`${name}\n`);
+        }
+        save(world);
+        break;
+    }
+    case "logs": {
+        const name = args[args.length - 1];
+        const c = world[name] ?? missing(name);
+        process.stdout.write(c.log && existsSync(c.log) ? readFileSync(c.log, "utf8") : "");
+        break;
+    }
     case "container": {
         const name = args[args.length - 1];
         const c = world[name] ?? missing(name);
@@ -40,7 +119,8 @@ switch (args[0]) {
     }
     case "ps": {
         const filters = args.flatMap((a, i) => args[i - 1] === "--filter" ? [a.replace(/^label=/, "")] : []);
-        const out = Object.entries(world).filter(([, c]) => c.running && filters.every((f) => {
+        const all = args.includes("-a");
+        const out = Object.entries(world).filter(([, c]) => (all || c.running) && filters.every((f) => {
             const [k, v] = f.split("=");
             return c.labels[k] === v;
         })).map(([n]) => n);
@@ -51,6 +131,7 @@ switch (args[0]) {
     case "start": {
         for (const name of names(1)) {
             const c = world[name] ?? missing(name);
+            if (c.pid && args[0] === "stop") kill(c, "SIGQUIT", 10_000);
             c.running = args[0] === "start";
             c.health = c.running ? "healthy" : "";
             process.stdout.write(`${name}\n`);
@@ -59,6 +140,7 @@ switch (args[0]) {
         break;
     }
     case "run": {
+        if (detached()) { run(); break; }
         // `run --rm [options] <image> <command…>`: the command runs here, with the settings given by
         // -e, the image's tag as Kong's version and the stand-in as `kong` on its PATH. `-e NAME`
         // copies NAME from docker's own environment (a secret passed by name): the fake logs a

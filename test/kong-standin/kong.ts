@@ -8,6 +8,12 @@
 //   KONG_SIM_FAIL_UP_AT=<migration>   `up` fails inside that migration's transaction; a row
 //                                     (name) in table kong_sim_faults does the same, so a rehearsal
 //                                     can inject a fault into containers it does not configure
+//                                     A row may name a condition on the data (columns when_plugin,
+//                                     when_config jsonb, message): the migration then fails only while a
+//                                     plugin of that name whose config contains when_config exists, as
+//                                     a plugin config the new version's schema rejects
+//   KONG_SIM_FAIL_START=<message>     `start` refuses with that message
+//   KONG_SIM_PROXY_STATUS=<code>      the proxy answers every request with that status
 //   KONG_SIM_CRASH_HOLDING_LOCK=1     take the migrations lock, then die without releasing it
 //   KONG_SIM_HANG=<seconds>           sleep before doing anything
 import { createHash, randomUUID } from "crypto";
@@ -192,10 +198,19 @@ async function clusterMutex(c: Client, ttl: number, opts: { noWait: boolean; noC
 
 // ---- running migrations (kong/db/init.lua run_migrations) -------------------------------------
 
-async function injectedFault(c: Client, name: string): Promise<boolean> {
-    if (env.KONG_SIM_FAIL_UP_AT === name) return true;
-    const r = await c.query("SELECT 1 FROM kong_sim_faults WHERE name = $1", [name]).catch(() => ({ rowCount: 0 }));
-    return (r.rowCount ?? 0) > 0;
+interface Fault { when_plugin?: string; when_config?: unknown; message?: string }
+
+/** Why migration `name` fails here, or undefined when it does not. */
+async function injectedFault(c: Client, name: string): Promise<string | undefined> {
+    if (env.KONG_SIM_FAIL_UP_AT === name) return "injected failure";
+    const r = await c.query<{ f: Fault }>("SELECT to_jsonb(f) AS f FROM kong_sim_faults f WHERE name = $1", [name]).catch(() => ({ rows: [] as Array<{ f: Fault }> }));
+    for (const { f } of r.rows) {
+        if (!f.when_plugin) return f.message ?? "injected failure";
+        const hit = await c.query<{ id: string }>("SELECT id FROM plugins WHERE name = $1 AND config @> $2::jsonb",
+            [f.when_plugin, JSON.stringify(f.when_config ?? {})]).catch(() => ({ rows: [] as Array<{ id: string }> }));
+        if (hit.rows.length > 0) return `plugin ${f.when_plugin} (${hit.rows[0].id}): ${f.message ?? "configuration rejected"}`;
+    }
+    return undefined;
 }
 
 function findMigration(subsystem: string, name: string): { s: Subsystem; m: Migration } {
@@ -215,11 +230,12 @@ async function runMigrations(c: Client, entries: Entry[], opts: { up: boolean; t
             const { s, m } = findMigration(e.subsystem, name);
             const hasTeardown = m.teardown !== undefined;
             if (opts.up) {
-                if (await injectedFault(c, m.name)) {
+                const fault = await injectedFault(c, m.name);
+                if (fault) {
                     await c.query("BEGIN");
                     await c.query(m.up).catch(() => undefined);
                     await c.query("ROLLBACK");
-                    throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' up: injected failure`);
+                    throw new KongError(`[PostgreSQL error] failed to run migration '${m.name}' up: ${fault}`);
                 }
                 if (m.up.trim()) {
                     try {
@@ -486,6 +502,7 @@ async function startDataPlane(): Promise<number> {
 }
 
 async function start(): Promise<number> {
+    if (env.KONG_SIM_FAIL_START) throw new KongError(env.KONG_SIM_FAIL_START);
     if (env.KONG_ROLE === "data_plane") return startDataPlane();
     const first = await connect();
     const st = await schemaState(first);
@@ -582,12 +599,19 @@ async function start(): Promise<number> {
                 json(res, 201, r.rows[0]);
                 return;
             }
+            if (req.method === "PATCH" && collection === "plugins" && idOrName) {
+                const b = await body(req);
+                const r = await c.query("UPDATE plugins SET config = $2 WHERE id::text = $1 RETURNING *", [idOrName, JSON.stringify(b.config ?? {})]);
+                if (r.rowCount === 0) json(res, 404, { message: "Not found" }); else json(res, 200, r.rows[0]);
+                return;
+            }
             json(res, 405, { message: "Method not allowed" });
         } catch (e) {
             json(res, 400, { message: (e as Error).message });
         }
     };
     const proxy = (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (env.KONG_SIM_PROXY_STATUS) { json(res, Number(env.KONG_SIM_PROXY_STATUS), { message: "injected proxy status" }); return; }
         const p = new URL(req.url ?? "/", "http://x").pathname;
         const route = routes.find((r) => r.paths.some((rp) => p.startsWith(rp)));
         if (!route) { json(res, 404, { message: "no Route matched with those values" }); return; }

@@ -53,6 +53,9 @@ function base(stack: string, port: number, nodes: number): Config {
 /** One `pulumi up` of the stack through the engine double; true when it succeeded. */
 function up(stack: string, config: Config, label: string): Promise<{ ok: boolean; timeline: TimelineEntry[] }> {
     say(`${stack}: ${label}`);
+    // The canary's pg_dump | pg_restore runs in the PostgreSQL image the rehearsal has (it never pulls).
+    const u = config.upgrade as Config | undefined;
+    if (u && u.dumpImage === undefined) config = { ...config, upgrade: { ...u, dumpImage: POSTGRES_IMAGE } };
     const stateFile = path.join(WORK, `${stack}.state.json`);
     const timelineFile = path.join(WORK, `${stack}.timeline.json`);
     return new Promise((resolve) => {
@@ -204,8 +207,9 @@ async function freshWithFault(stack: string, port: number): Promise<{ cfg: Confi
 async function chainFault(): Promise<void> {
     const stack = "rehearsal-b";
     const { cfg, dbPort } = await freshWithFault(stack, 19000);
-    const upgrade = { ...cfg, upgrade: { to: FIRST_HOP } };
-    const failed = await up(stack, upgrade, `upgrade to ${FIRST_HOP} with a failure injected into migrations up`);
+    // Without the canary, which would catch this fault before X stops: this chain proves the failure path inside the window.
+    const upgrade = { ...cfg, upgrade: { to: FIRST_HOP, canary: false } };
+    const failed = await up(stack, upgrade, `upgrade to ${FIRST_HOP} with a failure injected into migrations up (no canary)`);
     assert.ok(!failed.ok, "the run must fail");
     assert.ok(failed.timeline.some((e) => e.name === `migrations-up-${slug(FIRST_HOP)}` && !e.ok));
     assert.ok(failed.timeline.every((e) => e.op !== "delete"), "nothing deleted");
@@ -226,8 +230,8 @@ async function chainFault(): Promise<void> {
 async function chainRollbackAfterFault(): Promise<void> {
     const stack = "rehearsal-c";
     const { cfg, dbPort } = await freshWithFault(stack, 20000);
-    const upgrade = { ...cfg, upgrade: { to: FIRST_HOP, restoreStrategy: "copy" } };
-    assert.ok(!(await up(stack, upgrade, `upgrade to ${FIRST_HOP} that fails in migrations up`)).ok);
+    const upgrade = { ...cfg, upgrade: { to: FIRST_HOP, restoreStrategy: "copy", canary: false } };
+    assert.ok(!(await up(stack, upgrade, `upgrade to ${FIRST_HOP} that fails in migrations up (no canary)`)).ok);
     const rollback = { ...cfg, upgrade: { to: FIRST_HOP, restoreStrategy: "copy", rollback: true } };
     assert.ok((await up(stack, rollback, "roll back instead of rerunning")).ok);
     assert.ok(container(`${stack}-kong-${slug(X)}-node-0`).running, "X serves again (it was only stopped)");
@@ -262,6 +266,54 @@ async function probeProxy<T>(port: number, during: () => Promise<T>): Promise<[T
         running = false;
         await loop;
     }
+}
+
+/**
+ * The canary catches a data-dependent failure before X stops: 3.6.1's migration fails only while a
+ * plugin with a config Y rejects exists. X's proxy is probed every 100 ms throughout: every probe is
+ * answered, no snapshot is taken, X is never stopped, nothing of the canary is left. The plugin is
+ * fixed through X's Admin API and the same `up` completes; its forecast is set against the window.
+ */
+async function chainCanary(): Promise<string> {
+    const stack = "rehearsal-j";
+    cleanup(stack);
+    const port = 28000;
+    const dbPort = port + 7000;
+    const cfg = base(stack, port, 1);
+    assert.ok((await up(stack, cfg, `fresh Kong ${X}, 1 node`)).ok);
+    await writeEntities(port + 1);
+    const plugin = await admin(port + 1, "POST", "/plugins", { name: "rate-limiting", config: { minute: 5, policy: "local" } });
+    await withDb(dbPort, "kong", (c) => c.query(`CREATE TABLE kong_sim_faults (name text, when_plugin text, when_config jsonb, message text);
+        INSERT INTO kong_sim_faults VALUES ('022_350_to_360', 'rate-limiting', '{"policy": "local"}', 'schema violation (config.policy: expected one of: cluster, redis)')`));
+    await sleep(1500); // the node's router picks the routes up
+    const upgrade = { ...cfg, upgrade: { to: Y, via: HOPS } };
+    const canary = `canary-${slug(X)}-to-${slug(Y)}`;
+    const [failed, probes] = await probeProxy(port, () => up(stack, upgrade, `upgrade ${VERSIONS.join(" → ")} with a plugin 3.6.1 rejects, X's proxy probed throughout`));
+    assert.ok(!failed.ok, "the canary must fail the run");
+    assert.ok(failed.timeline.some((e) => e.name === canary && !e.ok), "the canary failed");
+    assert.ok(!failed.timeline.some((e) => /^(stop|snapshot|migrations)-/.test(e.name)), "no stop, snapshot or migration step ran");
+    const answered = (status: number) => (SIMULATED ? status === 200 : status > 0);
+    assert.ok(probes.length > 20 && probes.every((p) => answered(p.status)), `every probe answered (${probes.filter((p) => !answered(p.status)).length} of ${probes.length} not)`);
+    assert.ok(container(`${stack}-kong-${slug(X)}-node-0`).running, "X was never stopped");
+    assert.deepEqual(await databases(dbPort, "kong_snap_%"), [], "no snapshot taken");
+    assert.deepEqual(await databases(dbPort, "kong_canary_%"), [], "no clone left");
+    assert.equal(sh(["docker", "ps", "-aq", "--filter", "label=kong-upgrade.role=canary", "--filter", `label=kong-upgrade.stack=${stack}`]).out, "", "no canary container left");
+    process.stdout.write(`canary: caught the failure before X stopped; ${probes.length} proxy requests during the run, all answered\n`);
+
+    await admin(port + 1, "PATCH", `/plugins/${String(plugin.id)}`, { config: { minute: 5, policy: "cluster" } });
+    const run = await up(stack, upgrade, "the same up, after the plugin was fixed through X's Admin API");
+    assert.ok(run.ok, "the upgrade completes once the plugin is fixed");
+    assert.equal(((await admin(port + 1, "GET", "/")) as { version: string }).version, Y);
+    assert.equal(await readEntities(port + 1), EXPECTED);
+    assert.deepEqual(await databases(dbPort, "kong_canary_%"), [], "no clone left");
+    const state = JSON.parse(readFileSync(path.join(WORK, `${stack}.state.json`), "utf8")) as { resources: Record<string, { name: string; outputs: { stdout?: string } }> };
+    const stdout = Object.values(state.resources).find((r) => r.name === canary)!.outputs.stdout!;
+    const result = JSON.parse(stdout.trim().split("\n").pop()!) as { canarySeconds: number; forecast: { windowSeconds: number; parts: Record<string, number> } };
+    const canaryEntry = run.timeline.find((e) => e.name === canary)!;
+    const window = downtime(run.timeline, slug(X), slug(Y));
+    writeFileSync(path.join(WORK, "upgrade-canary-timeline.json"), JSON.stringify({ timeline: run.timeline, forecast: result.forecast }, null, 1)); // read by npm run bench
+    cleanup(stack);
+    return `canary ${((canaryEntry.end - canaryEntry.start) / 1000).toFixed(1)}s before X stopped; forecast window ${result.forecast.windowSeconds.toFixed(1)}s; actual ${window}`;
 }
 
 async function chainOnlineSnapshot(): Promise<void> {
@@ -608,15 +660,15 @@ export async function rehearse(): Promise<string> {
         const built = spawnSync("bash", ["test/rehearsal/images.sh", ...(SIMULATED ? VERSIONS : [])], { cwd: ROOT, stdio: "inherit" });
         assert.equal(built.status, 0, "building the rehearsal images failed");
     }
-    // REHEARSAL_ONLY=hybrid (or main, fault, rollback-after-fault, online, hosts, rotation, tuning-retry, rolling) runs that chain alone.
+    // REHEARSAL_ONLY=hybrid (or main, fault, rollback-after-fault, online, hosts, rotation, tuning-retry, rolling, canary) runs that chain alone.
     const only: Record<string, () => Promise<void>> = {
         main: async () => { say(await chainMain()); }, fault: chainFault, "rollback-after-fault": chainRollbackAfterFault, online: chainOnlineSnapshot, hybrid: chainHybrid,
-        hosts: chainHosts, rotation: chainRotation, "tuning-retry": chainTuningRetry, rolling: chainRolling,
+        hosts: chainHosts, rotation: chainRotation, "tuning-retry": chainTuningRetry, rolling: chainRolling, canary: async () => { say(await chainCanary()); },
     };
     const pick = process.env.REHEARSAL_ONLY;
     if (pick) {
         assert.ok(only[pick], `REHEARSAL_ONLY must be one of ${Object.keys(only).join(", ")}`);
-        try { await only[pick](); } finally { for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g", "rehearsal-h", "rehearsal-i"]) cleanup(s); }
+        try { await only[pick](); } finally { for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g", "rehearsal-h", "rehearsal-i", "rehearsal-j"]) cleanup(s); }
         return `${pick} chain passed`;
     }
     try {
@@ -626,6 +678,7 @@ export async function rehearse(): Promise<string> {
             await chainFault();
             await chainRollbackAfterFault();
             await chainTuningRetry();
+            say(await chainCanary());
         } else {
             say(`${KONG_IMAGE}: the fault-injection chains need the Kong stand-in and are skipped`);
         }
@@ -636,7 +689,7 @@ export async function rehearse(): Promise<string> {
         await chainRotation();
         return window;
     } finally {
-        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g", "rehearsal-h", "rehearsal-i"]) cleanup(s);
+        for (const s of ["rehearsal-a", "rehearsal-b", "rehearsal-c", "rehearsal-d", "rehearsal-e", "rehearsal-f", "rehearsal-g", "rehearsal-h", "rehearsal-i", "rehearsal-j"]) cleanup(s);
     }
 }
 
@@ -646,7 +699,7 @@ if (require.main === module) {
         process.exit(1);
     }
     rehearse().then((window) => {
-        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 9 : 4} chains\n${window}\n`);
+        process.stdout.write(process.env.REHEARSAL_ONLY ? `\n${window}\n` : `\nrehearsal passed: ${SIMULATED ? 10 : 5} chains\n${window}\n`);
     }, (e: unknown) => {
         process.stderr.write(`\nrehearsal FAILED: ${(e as Error).message}\n`);
         process.exit(1);

@@ -1,0 +1,234 @@
+// canary: the whole upgrade rehearsed on a clone of the live database while X still serves, so
+// that what can fail on this data fails before the downtime window. Clone (pg_dump | pg_restore),
+// every hop's `up` and `finish` through the real migrations step, one Y node on the clone (ports on
+// 127.0.0.1 only, no network alias: no data plane can reach it), the real verify; then node and
+// clone are always removed. Its measured times forecast the downtime window of the real run.
+import * as net from "net";
+import { databaseExists, entityCounts, quoteIdent, setDatabaseNote, withDatabase, withServer } from "./lib/db";
+import { docker, inspectContainer } from "./lib/docker";
+import { kongEnv } from "./lib/kong";
+import { StepError, pollUntil, progress } from "./lib/log";
+import { databasePassword } from "./lib/secrets";
+import { exec } from "./lib/exec";
+import { CANARY_SECRET_ENV, CanarySpec, DbTarget, KongRun, SECRET_ENV, SPEC_ENV } from "./lib/spec";
+import { CanaryNote, createCanaryDatabase, dropCanaryDatabase, streamClone, timedDump } from "./lib/clone";
+import { migrations } from "./migrations";
+import { verify } from "./verify";
+
+/** The forecast of the real run's downtime window, from the canary's measured step times. */
+export interface Forecast {
+    windowSeconds: number;
+    /** stop, snapshot (unless online), `up <v>` and `finish <v>` per hop, start, verify, step start-up. */
+    parts: Record<string, number>;
+}
+
+/**
+ * What starting one step program costs here: this process's own start-up, and two runs of a step
+ * program that does nothing (a stop of no node); the median, since one sample on a busy machine
+ * would be multiplied by every step of the window.
+ */
+async function stepStartup(): Promise<number> {
+    const samples = [process.uptime()];
+    const main = process.argv[1] ?? "";
+    if (/main\.ts$/.test(main)) {
+        for (let i = 0; i < 2; i++) {
+            const t = Date.now();
+            await exec([process.execPath, ...process.execArgv, main, "stop"], {
+                [SPEC_ENV]: JSON.stringify({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }),
+            }, 120);
+            samples.push((Date.now() - t) / 1000);
+        }
+    }
+    return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
+}
+
+function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.listen(0, "127.0.0.1", () => {
+            const port = (s.address() as net.AddressInfo).port;
+            s.close(() => resolve(port));
+        });
+        s.on("error", reject);
+    });
+}
+
+const round = (s: number) => Math.round(s * 100) / 100;
+
+/** Labels of everything the canary runs in Docker: the next run finds leftovers of this upgrade by them, and nothing else. */
+export function canaryLabels(spec: CanarySpec): Record<string, string> {
+    return { "kong-upgrade.stack": spec.stack, "kong-upgrade.role": "canary", "kong-upgrade.canary": spec.clone };
+}
+
+/** The trial copy that measures a template snapshot of the clone's size. */
+export function trialName(clone: string): string {
+    return `${clone.slice(0, 56)}_snap`;
+}
+
+/** Removes this upgrade's canary containers and databases (a killed run's leftovers, or this run's). */
+async function removeCanary(spec: CanarySpec, pw: string): Promise<string[]> {
+    const removed: string[] = [];
+    const filters = Object.entries(canaryLabels(spec)).flatMap(([k, v]) => ["--filter", `label=${k}=${v}`]);
+    const ps = await docker(["ps", "-a", "--format", "{{.Names}}", ...filters], {}, 60, spec.copy.docker);
+    if (ps.code !== 0) throw new StepError(`docker ps failed: ${ps.stderr.trim()}`);
+    const containers = ps.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+    if (containers.length > 0) {
+        const rm = await docker(["rm", "-f", ...containers], {}, 120, spec.copy.docker);
+        if (rm.code !== 0) throw new StepError(`docker rm -f ${containers.join(" ")} failed: ${rm.stderr.trim()}`);
+        removed.push(...containers);
+    }
+    const want = { source: spec.db.database, stack: spec.stack, from: spec.from, to: spec.to };
+    await withServer(spec.db, pw, async (c) => {
+        for (const name of [spec.clone, trialName(spec.clone)]) if (await dropCanaryDatabase(c, name, want)) removed.push(name);
+    });
+    return removed;
+}
+
+/** Y's node on the clone: the listeners nodes get (cluster.ts), then exactly the settings migrations run with. */
+function nodeArgv(spec: CanarySpec, y: KongRun, ports: { proxy: number; admin: number; status: number }): string[] {
+    const env: Record<string, string> = {
+        KONG_PROXY_LISTEN: "0.0.0.0:8000", KONG_ADMIN_LISTEN: "0.0.0.0:8001", KONG_STATUS_LISTEN: "0.0.0.0:8100",
+        KONG_PROXY_ACCESS_LOG: "/dev/stdout", KONG_ADMIN_ACCESS_LOG: "/dev/stdout", KONG_PROXY_ERROR_LOG: "/dev/stderr", KONG_ADMIN_ERROR_LOG: "/dev/stderr",
+        ...kongEnv(y),
+    };
+    const secret: string[] = [SECRET_ENV.password];
+    if (y.license) secret.push(SECRET_ENV.license);
+    const publish = [["8001", ports.admin], ["8100", ports.status]];
+    if (spec.node.role === "control_plane") {
+        // A control plane without the alias data planes look for: none of them can reach it.
+        Object.assign(env, { KONG_ROLE: "control_plane", KONG_CLUSTER_LISTEN: "0.0.0.0:8005", KONG_PROXY_LISTEN: "off" });
+        secret.push(CANARY_SECRET_ENV.clusterCert, CANARY_SECRET_ENV.clusterCertKey);
+    } else {
+        publish.push(["8000", ports.proxy]);
+    }
+    return [
+        "run", "-d", "--name", spec.node.container, "--network", y.network,
+        ...Object.entries(canaryLabels(spec)).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+        "--label", `kong-upgrade.version=${y.version}`,
+        // Published on loopback only: the canary serves nobody.
+        ...publish.flatMap(([inside, host]) => ["-p", `127.0.0.1:${host}:${inside}`]),
+        ...Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
+        ...secret.flatMap((k) => ["-e", k]),
+        y.image,
+    ];
+}
+
+async function logsOf(spec: CanarySpec): Promise<string> {
+    const r = await docker(["logs", "--tail", "40", spec.node.container], {}, 30, spec.copy.docker);
+    return (r.stdout + r.stderr).trim();
+}
+
+export async function canary(spec: CanarySpec): Promise<object> {
+    const pw = databasePassword();
+    const cloneDb: DbTarget = { ...spec.db, database: spec.clone };
+    const onClone = (run: KongRun): KongRun => ({ ...run, pg: { ...run.pg, database: spec.clone } });
+    const parts: Record<string, number> = {};
+    const timed = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+        const t = Date.now();
+        const out = await fn();
+        parts[label] = round((Date.now() - t) / 1000);
+        return out;
+    };
+    progress(`canary of ${spec.from} → ${spec.to} on a clone of ${spec.db.database}; cluster ${spec.from} keeps serving`);
+    const left = await removeCanary(spec, pw);
+    if (left.length > 0) progress(`removed leftovers of an earlier canary of this upgrade: ${left.join(", ")}`);
+
+    let phase = "clone";
+    const started = Date.now();
+    let cloneSeconds = 0;
+    let bytes = 0;
+    let counts: Record<string, number> = {};
+    try {
+        const note: CanaryNote = { kind: "kong-upgrade-canary", clone: spec.clone, source: spec.db.database, stack: spec.stack,
+            from: spec.from, to: spec.to, createdAt: new Date().toISOString() };
+        const t = Date.now();
+        await withServer(spec.db, pw, (c) => createCanaryDatabase(c, note));
+        bytes = await streamClone(spec.copy, spec.db, spec.clone, pw, canaryLabels(spec));
+        cloneSeconds = round((Date.now() - t) / 1000);
+        counts = await withDatabase(cloneDb, pw, entityCounts);
+        progress(`clone ${spec.clone} in ${cloneSeconds}s: ${JSON.stringify(counts)}`);
+
+        if (spec.snapshot === "template") {
+            phase = "snapshot trial";
+            const trial = trialName(spec.clone);
+            await withServer(spec.db, pw, async (c) => {
+                if (await databaseExists(c, trial)) throw new StepError(`a database named ${trial} exists already`);
+                await timed("snapshot", () => c.query(`CREATE DATABASE ${quoteIdent(trial)} TEMPLATE ${quoteIdent(spec.clone)}`));
+                await setDatabaseNote(c, trial, { ...note, clone: trial });
+            });
+        } else if (spec.snapshot === "dump") {
+            phase = "snapshot trial";
+            await timed("snapshot", () => timedDump(spec.copy, spec.db, spec.clone, pw, canaryLabels(spec)));
+        }
+
+        for (const hop of spec.hops) {
+            for (const step of ["up", "finish"] as const) {
+                phase = `hop ${hop.version}, kong migrations ${step}`;
+                await timed(`${step} ${hop.version}`, () => migrations({ step: "migrations", phase: step, db: cloneDb, kong: onClone(hop) }));
+            }
+        }
+
+        const y = onClone(spec.hops[spec.hops.length - 1]);
+        phase = `start of one ${spec.to} ${spec.node.role === "control_plane" ? "control plane" : "node"}`;
+        const ports = { proxy: await freePort(), admin: await freePort(), status: await freePort() };
+        await timed("start", async () => {
+            const run = await docker(nodeArgv(spec, y, ports), {
+                [SECRET_ENV.password]: pw,
+                ...(y.license ? { [SECRET_ENV.license]: process.env[SECRET_ENV.license] ?? "" } : {}),
+                ...(spec.node.role === "control_plane" ? {
+                    [CANARY_SECRET_ENV.clusterCert]: process.env[CANARY_SECRET_ENV.clusterCert] ?? "",
+                    [CANARY_SECRET_ENV.clusterCertKey]: process.env[CANARY_SECRET_ENV.clusterCertKey] ?? "",
+                } : {}),
+            }, 120, spec.copy.docker);
+            if (run.code !== 0) throw new StepError(`docker run of ${spec.node.container} failed: ${run.stderr.trim()}`);
+            await pollUntil(Date.now() + spec.timeoutSeconds * 1000, async () => {
+                const st = await inspectContainer(spec.node.container, spec.copy.docker);
+                if (!st?.running) throw new StepError(`${spec.node.container} exited instead of starting. Kong's output:\n${await logsOf(spec)}`);
+                try {
+                    const r = await fetch(`http://127.0.0.1:${ports.status}/status`, { signal: AbortSignal.timeout(3000) });
+                    const body = await r.json() as { database?: { reachable?: boolean } };
+                    return body.database?.reachable === true ? undefined : `database.reachable is ${String(body.database?.reachable)}`;
+                } catch (e) {
+                    return (e as Error).message;
+                }
+            }, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`);
+        });
+
+        phase = "verify";
+        const node = {
+            container: spec.node.container, statusUrl: `http://127.0.0.1:${ports.status}`, adminUrl: `http://127.0.0.1:${ports.admin}`,
+            proxyUrl: `http://127.0.0.1:${ports.proxy}`,
+        };
+        await timed("verify", () => verify({
+            step: "verify", db: cloneDb, kong: y, cluster: { stack: spec.stack, version: spec.to, nodes: [node] },
+            timeoutSeconds: spec.timeoutSeconds, smokePath: spec.node.role === "control_plane" ? undefined : spec.smokePath,
+        }, counts));
+
+        phase = "graceful stop";
+        await timed("stop", async () => {
+            const r = await docker(["stop", "--time", String(spec.node.drainSeconds), spec.node.container], {}, spec.node.drainSeconds + 60, spec.copy.docker);
+            if (r.code !== 0) throw new StepError(`docker stop ${spec.node.container} failed: ${r.stderr.trim()}`);
+        });
+    } catch (e) {
+        const message = e instanceof StepError ? e.message : (e as Error).message;
+        let logs = "";
+        if (phase.startsWith("start") && !message.includes("Kong's output")) logs = await logsOf(spec).catch(() => "");
+        const cleaned = await removeCanary(spec, pw).then((r) => `removed ${r.join(", ") || "nothing"}`, (c: Error) => `clean-up failed too: ${c.message}`);
+        throw new StepError(`canary of ${spec.from} → ${spec.to} failed at ${phase}: ${message}${logs ? `\n${logs}` : ""}\n` +
+            `Cluster ${spec.from} was never stopped and ${spec.db.database} is unchanged (canary ${cleaned}). ` +
+            `Fix the cause (e.g. the entity through ${spec.from}'s Admin API) and run pulumi up again, or set upgrade.canary: false to skip the canary`);
+    }
+    const removed = await removeCanary(spec, pw);
+    progress(`canary passed in ${round((Date.now() - started) / 1000)}s; removed ${removed.join(", ")}`);
+
+    // The window: stop, snapshot (when inside it), each hop's up and finish, Y's start, verify,
+    // and one step program start-up for each Command among them.
+    const steps = 2 + (spec.snapshot ? 1 : 0) + 2 * spec.hops.length;
+    parts["step start-up"] = round((await stepStartup()) * steps);
+    const forecast: Forecast = { windowSeconds: round(Object.values(parts).reduce((a, b) => a + b, 0)), parts };
+    progress(`forecast downtime window: ${forecast.windowSeconds}s = ` + Object.entries(parts).map(([k, v]) => `${k} ${v}s`).join(", "));
+    return {
+        clone: spec.clone, cloneSeconds, cloneBytes: bytes, entityCounts: counts, canarySeconds: round((Date.now() - started) / 1000),
+        hops: spec.hops.map((h) => h.version), forecast,
+    };
+}
