@@ -7,7 +7,7 @@ import { SharedDatabase } from "./database";
 import { placement, toolsHost } from "./placement";
 import { NodeKind, PlannedStep, Runbook, clusterNodeKind, dataPlaneOrderProblems, imagesNeeded, names, planRunbook } from "./plan";
 import { stepCommand } from "./step";
-import { KongVersion } from "./versions";
+import { KongVersion, upgradeChain } from "./versions";
 import { kongEnv } from "../steps/lib/kong";
 import { parseStepResult } from "../steps/lib/log";
 import { ClusterRef, DbTarget, DockerEndpoint, KongRun, SECRET_ENV } from "../steps/lib/spec";
@@ -105,6 +105,8 @@ export class KongDeployment extends pulumi.ComponentResource {
 
         let serving: KongCluster | undefined;
         let snapshot: pulumi.Output<string> | undefined;
+        /** The snapshot step's record, from state in a rollback: which snapshot, whose, its checksum. */
+        let record: pulumi.Output<string> | undefined;
         for (const step of this.runbook.steps) {
             const after = this.after(step);
             switch (step.kind) {
@@ -145,8 +147,11 @@ export class KongDeployment extends pulumi.ComponentResource {
                     break;
                 }
                 default: {
-                    const cmd = this.stepResource(step, after, snapshot);
-                    // verify compares the entity counts with what the snapshot recorded.
+                    const cmd = this.stepResource(step, after, step.kind === "verify" ? snapshot : record);
+                    // verify compares the entity counts with what the snapshot recorded (upgrade)
+                    // or the restore restored (rollback); preflight and restore of a rollback
+                    // get the snapshot's record from state.
+                    if (step.kind === "snapshot") record = cmd.stdout;
                     if (step.kind === "snapshot" || step.kind === "restore") snapshot = cmd.stdout;
                     if (step.kind === "cluster-cert") {
                         this.clusterCert = pulumi.secret(cmd.stdout.apply((out) => certificate(out)));
@@ -351,15 +356,15 @@ export class KongDeployment extends pulumi.ComponentResource {
                     return stepCommand(name, {
                         spec: {
                             step: "preflight", mode: "rollback", db: this.dbTarget(), cluster: this.clusterRef(u!.to), from: x.text,
-                            snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot,
-                            dumpDirectory: dump?.directory,
-                        }, secrets,
+                            snapshotPrefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to), snapshot: u!.snapshot,
+                            dumpDirectory: dump?.directory, stack: s.stack,
+                        }, secrets, expect: snapshot,
                     }, opts);
                 }
                 return stepCommand(name, {
                     spec: {
                         step: "preflight", mode: "upgrade", db: this.dbTarget(), kong: this.kongRun(this.firstHop()),
-                        cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to),
+                        cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to),
                     }, secrets,
                 }, opts);
             case "stop": {
@@ -379,17 +384,23 @@ export class KongDeployment extends pulumi.ComponentResource {
                 return stepCommand(name, { spec: { step: "start", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
             case "ready":
                 return stepCommand(name, { spec: { step: "ready", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {} }, opts);
-            case "snapshot":
+            case "snapshot": {
                 // Never deleted by the program: it has no delete command, and leaving the
-                // program's declarations only forgets it (retainOnDelete).
+                // program's declarations only forgets it (retainOnDelete). A rollback declares it
+                // with exactly the upgrade's inputs, so it stays unchanged and its record flows on.
+                // A rollback block without `via` still declares it; its inputs then differ from the
+                // upgrade's, so it runs and refuses (the database is not at X), naming upgrade.snapshot.
+                const chain = u!.rollback ? [...u!.via, u!.to] : upgradeChain(x, u!.via, u!.to);
                 return stepCommand(name, {
                     spec: {
                         step: "snapshot", db: this.dbTarget(), strategy: u!.snapshotStrategy,
-                        prefix: names.snapshotPrefix(s.database.name, x, u!.to), from: x.text, to: u!.to.text,
+                        prefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to), from: x.text, to: u!.to.text,
+                        stack: s.stack, hops: chain.map((v) => v.text), firstHop: this.kongRun(chain[0]),
                         terminateSessions: u!.terminateSessions, dump, online: u!.onlineSnapshot || undefined,
                         declarativeExport: u!.declarativeExport ? { kong: this.kongRun(x), directory: u!.dumpDirectory } : undefined,
                     }, secrets,
                 }, { ...opts, retainOnDelete: true });
+            }
             case "migrations-up":
             case "migrations-finish":
                 return stepCommand(name, {
@@ -400,8 +411,8 @@ export class KongDeployment extends pulumi.ComponentResource {
                 return stepCommand(name, {
                     spec: {
                         step: "restore", db: this.dbTarget(), strategy: u!.restoreStrategy,
-                        prefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot, dump,
-                    }, secrets,
+                        prefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to), snapshot: u!.snapshot, dump, stack: s.stack,
+                    }, secrets, expect: snapshot,
                 }, opts);
             case "verify":
                 return stepCommand(name, {

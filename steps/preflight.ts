@@ -1,12 +1,11 @@
 // preflight: every check that can fail before anything changes. On failure nothing has been
 // stopped: X keeps serving (upgrade) and Y keeps whatever state it has (rollback).
-import { databaseNote, migrationsLock, withDatabase, withServer } from "./lib/db";
+import { isFrozen, liftReadOnly, migrationsLock, withDatabase, withServer } from "./lib/db";
 import { inspectContainer, onHost, runningWithLabels } from "./lib/docker";
 import { migrationsList } from "./lib/kong";
 import { StepError, progress } from "./lib/log";
-import { RestoredNote } from "./lib/snapshots";
 import { ClusterRef, DbTarget, StepSpec } from "./lib/spec";
-import { alreadyRestored, chooseSnapshot } from "./restore";
+import { checkSnapshotPresent, chooseSnapshot, restoredBy } from "./restore";
 import { databasePassword } from "./lib/secrets";
 
 type Preflight = Extract<StepSpec, { step: "preflight" }>;
@@ -41,21 +40,19 @@ export async function preflight(spec: Preflight): Promise<object> {
     if (lockNote) notes.push(lockNote);
 
     if (spec.mode === "rollback") {
+        const q = { stack: spec.stack, db: spec.db, snapshot: spec.snapshot, dumpDirectory: spec.dumpDirectory };
         const found = await withServer(spec.db, pw, async (c) => {
-            const chosen = await chooseSnapshot(c, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot, dumpDirectory: spec.dumpDirectory });
-            if (chosen) return `snapshot ${chosen.snapshot} (taken ${chosen.takenAt}, Kong ${chosen.from} → ${chosen.to})`;
-            const liveNote = await databaseNote<RestoredNote>(c, spec.db.database);
-            if (alreadyRestored(liveNote, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot })) {
-                return `${spec.db.database} is already ${liveNote!.restoredFrom} restored`;
+            // An online snapshot killed mid-way leaves Kong's database frozen: lift that before anything else.
+            if (await isFrozen(c, spec.db.database)) {
+                progress(`${spec.db.database} is still frozen by an interrupted online snapshot: lifting the freeze`);
+                await liftReadOnly(c, spec.db.database);
             }
-            return undefined;
+            const chosen = await chooseSnapshot(c, q);
+            const done = await restoredBy(c, chosen, spec.db.database);
+            if (done) return `${spec.db.database} is already ${chosen.snapshot} restored (${done.name} set aside)`;
+            await checkSnapshotPresent(c, chosen, q);
+            return `snapshot ${chosen.snapshot} (taken ${chosen.takenAt} of ${chosen.source}, stack ${chosen.stack}, Kong ${chosen.from} → ${chosen.to})`;
         });
-        if (!found) {
-            throw new StepError(spec.snapshot
-                ? `snapshot ${spec.snapshot} does not exist: check upgrade.snapshot`
-                : `no snapshot of the ${spec.from} → ${spec.cluster.version} upgrade exists (${spec.snapshotPrefix}…): ` +
-                  `name the one to restore with upgrade.snapshot`);
-        }
         progress(`rollback will use ${found}`);
         return { mode: "rollback", snapshot: found, notes };
     }
@@ -90,8 +87,6 @@ export async function preflight(spec: Preflight): Promise<object> {
         throw new StepError(`Kong ${versions.join(", ")} is running (${strays.map((s) => s.name).join(", ")}) while kong.version says ${spec.cluster.version}: ` +
             `promote ${versions[0]} first (set kong.version: ${versions[0]} and remove the upgrade block), or roll it back with upgrade.rollback: true`);
     }
-    const earlier = await withServer(spec.db, pw, (c) => chooseSnapshot(c, { prefix: spec.snapshotPrefix }));
-    if (earlier) notes.push(`an earlier snapshot of this upgrade exists (${earlier.snapshot}); it is kept and a fresh one is taken`);
     progress(`preflight passed: ${spec.cluster.nodes.length} node(s) of ${spec.cluster.version} ready to stop`);
     return { mode: "upgrade", notes };
 }
