@@ -391,7 +391,14 @@ export class KongDeployment extends pulumi.ComponentResource {
                 // A rollback block without `via` still declares it; its inputs then differ from the
                 // upgrade's, so it runs and refuses (the database is not at X), naming upgrade.snapshot.
                 const chain = u!.rollback ? [...u!.via, u!.to] : upgradeChain(x, u!.via, u!.to);
+                // Fresh after a rollback: the upgrade's preflight leaves the state during a
+                // rollback and runs again on a retry, so its new result makes the snapshot run
+                // again (X served in between; the old snapshot would lose those writes). A rerun
+                // after a failure keeps the preflight, hence the snapshot. The rollback itself
+                // ignores this input, so the snapshot stays unchanged there.
+                const preflight = this.done.get(names.preflight(x, u!.to))?.[0] as command.local.Command | undefined;
                 return stepCommand(name, {
+                    triggers: u!.rollback ? [] : [preflight!.stdout],
                     spec: {
                         step: "snapshot", db: this.dbTarget(), strategy: u!.snapshotStrategy,
                         prefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to), from: x.text, to: u!.to.text,
@@ -399,7 +406,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                         terminateSessions: u!.terminateSessions, dump, online: u!.onlineSnapshot || undefined,
                         declarativeExport: u!.declarativeExport ? { kong: this.kongRun(x), directory: u!.dumpDirectory } : undefined,
                     }, secrets,
-                }, { ...opts, retainOnDelete: true });
+                }, { ...opts, retainOnDelete: true, ...(u!.rollback ? { ignoreChanges: ["triggers"] } : {}) });
             }
             case "migrations-up":
             case "migrations-finish":

@@ -9,6 +9,8 @@ export interface StepCommandArgs {
     secrets: Record<string, pulumi.Input<string>>;
     /** Result of an earlier step that this one checks against (verify ← snapshot/restore). */
     expect?: pulumi.Input<string>;
+    /** @pulumi/command `triggers`: a change in any of these makes the step run again (replacement). */
+    triggers?: pulumi.Input<unknown>[];
 }
 
 /**
@@ -40,5 +42,6 @@ export function stepCommand(name: string, args: StepCommandArgs, opts: pulumi.Cu
         environment,
         logging: "stderr",
         addPreviousOutputInEnv: false,
+        ...(args.triggers ? { triggers: args.triggers } : {}),
     }, { ...opts, additionalSecretOutputs: ["stdout", "stderr"] });
 }
