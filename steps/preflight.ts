@@ -33,6 +33,16 @@ async function strayNodes(cluster: ClusterRef): Promise<Array<{ name: string; ve
 export async function preflight(spec: Preflight): Promise<object> {
     const pw = databasePassword();
     const notes: string[] = [];
+    if (spec.mode === "rollback") {
+        // An online snapshot killed mid-way leaves Kong's database frozen (read-only, closed to
+        // connections): lift that before anything else, even before connecting to it.
+        await withServer(spec.db, pw, async (c) => {
+            if (await isFrozen(c, spec.db.database)) {
+                progress(`${spec.db.database} is still frozen by an interrupted online snapshot: lifting the freeze`);
+                await liftReadOnly(c, spec.db.database);
+            }
+        });
+    }
     // The database answers with the configured credentials (a clear error otherwise).
     await withDatabase(spec.db, pw, async (c) => { await c.query("SELECT 1"); });
     progress(`database ${spec.db.database} answers at ${spec.db.host}:${spec.db.port}`);
@@ -42,11 +52,6 @@ export async function preflight(spec: Preflight): Promise<object> {
     if (spec.mode === "rollback") {
         const q = { stack: spec.stack, db: spec.db, snapshot: spec.snapshot, dumpDirectory: spec.dumpDirectory };
         const found = await withServer(spec.db, pw, async (c) => {
-            // An online snapshot killed mid-way leaves Kong's database frozen: lift that before anything else.
-            if (await isFrozen(c, spec.db.database)) {
-                progress(`${spec.db.database} is still frozen by an interrupted online snapshot: lifting the freeze`);
-                await liftReadOnly(c, spec.db.database);
-            }
             const chosen = await chooseSnapshot(c, q);
             const done = await restoredBy(c, chosen, spec.db.database);
             if (done) return `${spec.db.database} is already ${chosen.snapshot} restored (${done.name} set aside)`;

@@ -245,6 +245,21 @@ describe("reproductions of issue 10", () => {
         assert.deepEqual(await fingerprint(t.db, t.password), rows);
     });
 
+    it("a database left frozen by an interrupted online snapshot is unfrozen by the rollback's preflight first", async () => {
+        const t = await kongDb();
+        const snap = ok(await runStep(snapSpec(t.db, "fz"), t));
+        // What a kill mid-way through an online snapshot leaves behind.
+        await admin.query(`ALTER DATABASE "${t.db.database}" SET default_transaction_read_only = on`);
+        await admin.query(`ALTER DATABASE "${t.db.database}" WITH ALLOW_CONNECTIONS false`);
+        const pf = ok(await runStep({ step: "preflight", mode: "rollback", db: t.db, cluster: { stack: "fz", version: "3.7.1", nodes: [] }, from: "3.4.3",
+            snapshotPrefix: snapshotPrefix("fz", t.db.database, "3.4.3", "3.7.1"), stack: "fz" }, { ...t, expect: JSON.stringify(snap) }));
+        assert.match(String(pf.snapshot), new RegExp(`snapshot ${String(snap.snapshot)}`));
+        const level = await databaseLevel(admin, t.db.database);
+        assert.equal(level.datallowconn, true);
+        assert.doesNotMatch(JSON.stringify(level.settings), /default_transaction_read_only/);
+        await withClient(t.db, t.password, (c) => c.query("INSERT INTO parameters (key, value) VALUES ('writable', 'yes')"));
+    });
+
     it("rows deleted from keyauth_credentials inside a snapshot are caught after restore, naming the table", async () => {
         const t = await kongDb();
         const snap = ok(await runStep(snapSpec(t.db, "kc", "template"), t));
