@@ -104,30 +104,6 @@ export async function freeDatabaseName(c: Client, base: string, suffix: string):
     throw new StepError(`no free database name like ${base}${suffix}`);
 }
 
-/** Databases whose name starts with `prefix`, oldest first (names end in a UTC timestamp). */
-export async function databasesWithPrefix(c: Client, prefix: string): Promise<string[]> {
-    const r = await c.query<{ datname: string }>(
-        "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1 ORDER BY datname", [prefix]);
-    return r.rows.map((row) => row.datname);
-}
-
-/** The JSON a step left in COMMENT ON DATABASE, or undefined. */
-export async function databaseNote<T>(c: Client, name: string): Promise<T | undefined> {
-    const r = await c.query<{ note: string | null }>(
-        "SELECT shobj_description(oid, 'pg_database') AS note FROM pg_database WHERE datname = $1", [name]);
-    const note = r.rows[0]?.note;
-    if (!note) return undefined;
-    try {
-        return JSON.parse(note) as T;
-    } catch {
-        return undefined;
-    }
-}
-
-export async function setDatabaseNote(c: Client, name: string, note: object): Promise<void> {
-    await c.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(JSON.stringify(note))}`);
-}
-
 export interface Session {
     pid: number;
     /** Visible for every session; NULL only for background processes. */
