@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
 import { DbTarget, StepSpec } from "../steps/lib/spec";
 import { stamp } from "../steps/lib/log";
-import { snapshotPrefix } from "../steps/lib/snapshots";
+import { dumpFolder, snapshotPrefix } from "../steps/lib/snapshots";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { STANDIN, StepRun, cluster, fakeDockerState, kongRun, runStep } from "./helpers/steps";
 import { fakeHostState } from "./fake-docker/hosts";
@@ -427,7 +427,7 @@ describe("snapshot and restore", () => {
         const dir = mkdtempSync(path.join(os.tmpdir(), "export-"));
         const snap = ok(await runStep({ ...snapSpec(t.db), declarativeExport: { kong: kongRun(t.db, "3.4.3"), directory: dir } } as StepSpec, t));
         const exported = snap.declarative as { location: string; sha256: string };
-        assert.equal(path.dirname(exported.location), dir);
+        assert.equal(path.dirname(exported.location), dumpFolder(dir, "st", t.db.database), "beside the stack's own dumps");
         const content = JSON.parse(readFileSync(exported.location, "utf8")) as { services: Array<{ name: string }> };
         assert.deepEqual(content.services.map((s) => s.name).sort(), ["svc-1", "svc-2", "svc-3"]);
         assert.match(exported.sha256, /^[0-9a-f]{64}$/);
