@@ -39,7 +39,7 @@ export const servingVersion = settings.upgrade && !settings.upgrade.rollback ? s
 export const nodes = pulumi.all(kong.serving.nodes.map((n) => n.name));
 /** With docker.hosts: the Docker host of each node of the serving version (and of each data plane). */
 export const placement = kong.placement;
-/** The snapshot this run took (upgrade) or restored (rollback): name, size, time, versions. */
+/** The snapshot this run took (upgrade) or restored (rollback): name (for upgrade.snapshot), whose, size, time, versions. */
 export const snapshot = kong.snapshot ? pulumi.unsecret(kong.snapshot).apply(describeSnapshot) : undefined;
 /** With upgrade.canary: the downtime window the canary forecast, and its parts (seconds). */
 export const forecast = kong.forecast;
@@ -48,6 +48,6 @@ function describeSnapshot(stdout: string | undefined): Record<string, unknown> |
     const r = parseStepResult(stdout);
     if (!r) return undefined;
     // Only identity and figures; the step's stdout never holds a secret, but say so explicitly.
-    const { snapshot: name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside } = r;
-    return { name, strategy, location, sizeBytes, takenAt, from, to, schemaMeta, entityCounts, restoredAs, setAside };
+    const { snapshot: name, strategy, stack, source, upgradeId, location, sha256, sizeBytes, takenAt, from, to, hops, schemaMeta, entityCounts, restoredAs, setAside } = r;
+    return { name, strategy, stack, source, upgradeId, location, sha256, sizeBytes, takenAt, from, to, hops, schemaMeta, entityCounts, restoredAs, setAside };
 }

@@ -10,7 +10,7 @@ import { Client } from "pg";
 import { restore } from "../steps/restore";
 import { snapshot } from "../steps/snapshot";
 import { liftReadOnly, withServer } from "../steps/lib/db";
-import { DbTarget, DumpTarget, SECRET_ENV } from "../steps/lib/spec";
+import { DbTarget, DumpTarget, EXPECT_ENV, SECRET_ENV } from "../steps/lib/spec";
 import { startPostgres } from "../test/helpers/postgres";
 import type { TimelineEntry } from "../test/rehearsal/engine";
 import { downtimeSection } from "./downtime";
@@ -140,22 +140,24 @@ async function main(): Promise<void> {
                 await a.end();
                 rmSync(dumpDir, { recursive: true, force: true });
             };
+            // restore takes the snapshot's record as Pulumi state would hand it over.
             const snap = (kind: string, strategy: "template" | "dump") => (rep: number) => snapshot({
                 step: "snapshot", db, strategy, prefix: prefix(kind, rep), from: "3.4.3", to: "3.7.1", terminateSessions: false,
-                dump: strategy === "dump" ? dump : undefined,
-            }).then(() => undefined);
+                dump: strategy === "dump" ? dump : undefined, stack: "bench", hops: ["3.7.1"],
+            }).then((record) => { process.env[EXPECT_ENV] = JSON.stringify(record); });
             await measure("snapshot: template copy (ours)", snap("t", "template"));
             await measure("snapshot: pg_dump -Fc", snap("d", "dump"));
             // Online: freeze read-only, end sessions, hold connections off for the copy. X keeps
             // proxying meanwhile; what it cannot do for this long is read the database.
             await measure("snapshot: online (freeze + template copy)", (rep) => snapshot({
                 step: "snapshot", db, strategy: "template", prefix: prefix("o", rep), from: "3.4.3", to: "3.7.1", terminateSessions: true, online: true,
+                stack: "bench", hops: ["3.7.1"],
             }).then(() => undefined), undefined, () => withServer(db, t.password, (a) => liftReadOnly(a, db.database)));
             await tidy();
             for (const [label, kind, strategy] of [["restore: rename (ours, default)", "r", "rename"], ["restore: set aside + template copy", "c", "copy"],
                 ["restore: pg_restore into fresh db", "p", "rename"]] as const) {
                 const isDump = kind === "p";
-                await measure(label, (rep) => restore({ step: "restore", db, strategy, prefix: prefix(kind, rep), dump: isDump ? dump : undefined }).then((r) => r.databaseSeconds),
+                await measure(label, (rep) => restore({ step: "restore", db, strategy, prefix: prefix(kind, rep), dump: isDump ? dump : undefined, stack: "bench" }).then((r) => r.databaseSeconds),
                     async (rep) => { await tidy(); await snap(kind, isDump ? "dump" : "template")(rep); });
                 await tidy();
             }

@@ -109,6 +109,8 @@ export class KongDeployment extends pulumi.ComponentResource {
         let serving: KongCluster | undefined;
         let snapshot: pulumi.Output<string> | undefined;
         let forecast: pulumi.Output<ReturnType<typeof describeForecast>> | undefined;
+        /** The snapshot step's record, from state in a rollback: which snapshot, whose, its checksum. */
+        let record: pulumi.Output<string> | undefined;
         for (const step of this.runbook.steps) {
             const after = this.after(step);
             switch (step.kind) {
@@ -155,8 +157,11 @@ export class KongDeployment extends pulumi.ComponentResource {
                     break;
                 }
                 default: {
-                    const cmd = this.stepResource(step, after, snapshot);
-                    // verify compares the entity counts with what the snapshot recorded.
+                    const cmd = this.stepResource(step, after, step.kind === "verify" ? snapshot : record);
+                    // verify compares the entity counts with what the snapshot recorded (upgrade)
+                    // or the restore restored (rollback); preflight and restore of a rollback
+                    // get the snapshot's record from state.
+                    if (step.kind === "snapshot") record = cmd.stdout;
                     if (step.kind === "snapshot" || step.kind === "restore") snapshot = cmd.stdout;
                     // The forecast holds only figures: the step's stdout never holds a secret.
                     if (step.kind === "canary") forecast = pulumi.unsecret(cmd.stdout).apply(describeForecast);
@@ -402,15 +407,15 @@ export class KongDeployment extends pulumi.ComponentResource {
                     return stepCommand(name, {
                         spec: {
                             step: "preflight", mode: "rollback", db: this.dbTarget(), cluster: this.clusterRef(u!.to), from: x.text,
-                            snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot,
-                            dumpDirectory: dump?.directory,
-                        }, secrets, identity: { mode: "rollback", ...this.upgradeIdentity(), snapshot: u!.snapshot ?? "newest" },
+                            snapshotPrefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to), snapshot: u!.snapshot,
+                            dumpDirectory: dump?.directory, stack: s.stack,
+                        }, secrets, expect: snapshot, identity: { mode: "rollback", ...this.upgradeIdentity(), snapshot: u!.snapshot ?? "recorded" },
                     }, opts);
                 }
                 return stepCommand(name, {
                     spec: {
                         step: "preflight", mode: "upgrade", db: this.dbTarget(), kong: this.kongRun(this.firstHop()),
-                        cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.database.name, x, u!.to),
+                        cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to),
                         hops: upgradeChain(x, u!.via, u!.to).map((v) => v.text), dumpDirectory: dump?.directory,
                     }, secrets, identity: { mode: "upgrade", ...this.upgradeIdentity() },
                 }, opts);
@@ -443,17 +448,30 @@ export class KongDeployment extends pulumi.ComponentResource {
                     spec: { step: "ready", cluster: this.clusterRef(step.version!, step.index), timeoutSeconds: s.kong.healthTimeoutSeconds }, secrets: {},
                     identity: this.clusterIdentity(step.version!, step.index),
                 }, opts);
-            case "snapshot":
+            case "snapshot": {
                 // Never deleted by the program: it has no delete command, and leaving the
-                // program's declarations only forgets it (retainOnDelete).
+                // program's declarations only forgets it (retainOnDelete). A rollback declares it
+                // with exactly the upgrade's inputs, so it stays unchanged and its record flows on.
+                // A rollback block without `via` still declares it; its inputs then differ from the
+                // upgrade's, so it runs and refuses (the database is not at X), naming upgrade.snapshot.
+                const chain = u!.rollback ? [...u!.via, u!.to] : upgradeChain(x, u!.via, u!.to);
+                // Fresh after a rollback: the upgrade's preflight leaves the state during a
+                // rollback and runs again on a retry, so its new result makes the snapshot run
+                // again (X served in between; the old snapshot would lose those writes). A rerun
+                // after a failure keeps the preflight, hence the snapshot. The rollback itself
+                // ignores this input, so the snapshot stays unchanged there.
+                const preflight = this.done.get(names.preflight(x, u!.to))?.[0] as command.local.Command | undefined;
                 return stepCommand(name, {
                     spec: {
                         step: "snapshot", db: this.dbTarget(), strategy: u!.snapshotStrategy,
-                        prefix: names.snapshotPrefix(s.database.name, x, u!.to), from: x.text, to: u!.to.text,
+                        prefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to), from: x.text, to: u!.to.text,
+                        stack: s.stack, hops: chain.map((v) => v.text), firstHop: this.kongRun(chain[0]),
                         terminateSessions: u!.terminateSessions, dump, online: u!.onlineSnapshot || undefined,
                         declarativeExport: u!.declarativeExport ? { kong: this.kongRun(x), directory: u!.dumpDirectory } : undefined,
                     }, secrets, identity: { ...this.upgradeIdentity(), strategy: u!.snapshotStrategy },
-                }, { ...opts, retainOnDelete: true });
+                    identityInputs: u!.rollback ? [] : [preflight!.stdout],
+                }, { ...opts, retainOnDelete: true, ...(u!.rollback ? { ignoreChanges: ["triggers"] } : {}) });
+            }
             case "migrations-up":
             case "migrations-finish":
                 return stepCommand(name, {
@@ -471,9 +489,9 @@ export class KongDeployment extends pulumi.ComponentResource {
                 return stepCommand(name, {
                     spec: {
                         step: "restore", db: this.dbTarget(), strategy: u!.restoreStrategy,
-                        prefix: names.snapshotPrefix(s.database.name, x, u!.to), snapshot: u!.snapshot, dump,
-                    }, secrets,
-                    identity: { ...this.upgradeIdentity(), snapshot: u!.snapshot ?? "newest", strategy: u!.restoreStrategy },
+                        prefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to), snapshot: u!.snapshot, dump, stack: s.stack,
+                    }, secrets, expect: snapshot,
+                    identity: { ...this.upgradeIdentity(), snapshot: u!.snapshot ?? "recorded", strategy: u!.restoreStrategy },
                 }, opts);
             case "verify":
                 return stepCommand(name, {

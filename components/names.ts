@@ -1,6 +1,7 @@
 // Resource names: every resource name says which step or version it is. A module of its own so
 // placement.ts and cluster.ts can name node kinds without importing the planner.
 import { KongVersion, versionSlug } from "./versions";
+import { snapshotPrefix } from "../steps/lib/snapshots";
 
 /** A node's kind in its name: traditional node, hybrid control plane or data plane. */
 export type NodeKind = "node" | "cp" | "dp";
@@ -40,7 +41,9 @@ export const names = {
     canaryContainer: (stack: string, to: KongVersion) => `${stack}-kong-canary-${versionSlug(to)}`,
     bootstrap: "bootstrap",
     database: "database",
-    /** Prefix of snapshot databases of one upgrade; a UTC timestamp completes the name. */
-    snapshotPrefix: (db: string, from: KongVersion, to: KongVersion) =>
-        `${db.slice(0, 16)}_snap_${versionSlug(from).replace(/-/g, "_")}_to_${versionSlug(to).replace(/-/g, "_")}_`,
+    /**
+     * Prefix of one upgrade's snapshots of one stack's database; a UTC timestamp completes the
+     * name. Built to fit 63 bytes, with a hash of stack and database (steps/lib/snapshots.ts).
+     */
+    snapshotPrefix: (stack: string, db: string, from: KongVersion, to: KongVersion) => snapshotPrefix(stack, db, from.text, to.text),
 };

@@ -145,10 +145,18 @@ export function planRunbook(s: Settings): Runbook {
     const y = u.to;
     const dataPlaneNames = (v: KongVersion) => (hybrid ? nodeNames(v, s.kong.dataPlanes, "dp") : []);
     if (u.rollback) {
-        const which = u.snapshot ? `snapshot ${u.snapshot}` : `the newest snapshot of ${x.text} → ${y.text}`;
+        const which = u.snapshot ? `snapshot ${u.snapshot}` : `the snapshot the ${x.text} → ${y.text} upgrade recorded`;
+        if (!u.snapshot) {
+            // The upgrade's snapshot resource, declared unchanged: its record (which snapshot,
+            // whose, its checksum) flows from state into preflight and restore. Once it has left
+            // the state (after promotion), it would run again and refuses: the database is not at X.
+            add({ kind: "snapshot", resources: [names.snapshot(x, y)],
+                title: `snapshot record of ${x.text} → ${y.text} kept in state from the upgrade (unchanged, nothing runs); ` +
+                    `after promotion, name the snapshot with upgrade.snapshot` }, [names.bootstrap, ...imageNames]);
+        }
         add({ kind: "preflight", resources: [names.rollbackPreflight(x, y)],
-            title: `preflight: ${which} exists, the database answers, no migration holds the lock` },
-        [names.bootstrap, ...imageNames]);
+            title: `preflight: ${which} exists and is this stack's, server's and database's; the database answers, no migration holds the lock` },
+        [names.bootstrap, ...imageNames, ...(u.snapshot ? [] : [names.snapshot(x, y)])]);
         // Data planes go back first: an older data plane is accepted by a newer control plane.
         if (hybrid) rollDataPlanes(x, y, true);
         add({ kind: "stop", resources: [names.stop(y)], version: y,
@@ -187,12 +195,12 @@ export function planRunbook(s: Settings): Runbook {
             (hybrid ? ` for configuration changes; data planes keep proxying from their cached configuration` : "") +
             (u.onlineSnapshot ? `; then lift the read-only freeze` : `, no Admin API writes`) });
     const copy = u.snapshotStrategy === "template"
-        ? `CREATE DATABASE ${names.snapshotPrefix(s.database.name, x, y)}<time> TEMPLATE ${s.database.name}`
-        : `pg_dump -Fc in ${u.dumpImage} into ${u.dumpDirectory}, with its checksum`;
+        ? `CREATE DATABASE ${names.snapshotPrefix(s.stack, s.database.name, x, y)}<time> TEMPLATE ${s.database.name}`
+        : `pg_dump -Fc in ${u.dumpImage} into ${u.dumpDirectory}/${s.stack}/…, with its checksum`;
     const snapshot = () => add({ kind: "snapshot", resources: [names.snapshot(x, y)],
         title: u.onlineSnapshot
             ? `online snapshot while ${x.text} proxies: freeze ${s.database.name} read-only (X reconnects read-only), ${copy}; never deleted by the program`
-            : `snapshot: ${copy}; never deleted by the program` });
+            : `snapshot: refuses unless the database is at ${x.text}; ${copy}; never deleted by the program` });
     // Online, the snapshot comes before the stop, so the downtime window excludes it.
     if (u.onlineSnapshot) { snapshot(); stop(); } else { stop(); snapshot(); }
     for (const hop of chain) {

@@ -1,13 +1,14 @@
 // preflight: every check that can fail before anything changes. On failure nothing has been
 // stopped: X keeps serving (upgrade) and Y keeps whatever state it has (rollback).
-import { databaseNote, migrationsLock, withDatabase, withServer } from "./lib/db";
+import { Client } from "pg";
+import { isFrozen, liftReadOnly, migrationsLock, withDatabase, withServer } from "./lib/db";
 import { inspectContainer, onHost, runningWithLabels } from "./lib/docker";
 import { migrationsList } from "./lib/kong";
 import { StepError, progress } from "./lib/log";
-import { RestoredNote } from "./lib/snapshots";
 import { ClusterRef, DbTarget, StepSpec } from "./lib/spec";
-import { alreadyRestored, chooseSnapshot } from "./restore";
+import { checkSnapshotPresent, chooseSnapshot, restoredBy } from "./restore";
 import { databasePassword } from "./lib/secrets";
+import { dumpFolder, dumpRecords } from "./lib/snapshots";
 
 type Preflight = Extract<StepSpec, { step: "preflight" }>;
 
@@ -35,14 +36,37 @@ async function strayNodes(cluster: ClusterRef): Promise<Array<{ name: string; ve
 async function ownProgress(spec: Extract<Preflight, { mode: "upgrade" }>, pw: string): Promise<string | undefined> {
     const states = await Promise.all(spec.cluster.nodes.map((n) => inspectContainer(n.container, n.docker)));
     if (states.length === 0 || states.some((st) => st === undefined || st.running)) return undefined;
-    const taken = await withServer(spec.db, pw, (c) => chooseSnapshot(c, { prefix: spec.snapshotPrefix, dumpDirectory: spec.dumpDirectory }));
+    const taken = await withServer(spec.db, pw, (c) => snapshotOfThisUpgrade(c, spec));
     if (!taken) return undefined;
-    return `this upgrade is under way: ${spec.cluster.version} is stopped and its snapshot ${taken.snapshot} exists; continuing it`;
+    return `this upgrade is under way: ${spec.cluster.version} is stopped and its snapshot ${taken} exists; continuing it`;
+}
+
+/**
+ * The newest snapshot of this upgrade of this stack's database, if one was taken: a database with
+ * the upgrade's prefix (it holds a hash of stack and database), or a dump record in the stack's folder.
+ */
+async function snapshotOfThisUpgrade(c: Client, spec: Extract<Preflight, { mode: "upgrade" }>): Promise<string | undefined> {
+    const r = await c.query<{ datname: string }>(
+        "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1 ORDER BY datname DESC LIMIT 1", [spec.snapshotPrefix]);
+    if (r.rows[0]) return r.rows[0].datname;
+    if (!spec.dumpDirectory) return undefined;
+    const dumps = dumpRecords(dumpFolder(spec.dumpDirectory, spec.cluster.stack, spec.db.database)).filter((d) => d.snapshot.startsWith(spec.snapshotPrefix));
+    return dumps[dumps.length - 1]?.snapshot;
 }
 
 export async function preflight(spec: Preflight): Promise<object> {
     const pw = databasePassword();
     const notes: string[] = [];
+    if (spec.mode === "rollback") {
+        // An online snapshot killed mid-way leaves Kong's database frozen (read-only, closed to
+        // connections): lift that before anything else, even before connecting to it.
+        await withServer(spec.db, pw, async (c) => {
+            if (await isFrozen(c, spec.db.database)) {
+                progress(`${spec.db.database} is still frozen by an interrupted online snapshot: lifting the freeze`);
+                await liftReadOnly(c, spec.db.database);
+            }
+        });
+    }
     // The database answers with the configured credentials (a clear error otherwise).
     await withDatabase(spec.db, pw, async (c) => { await c.query("SELECT 1"); });
     progress(`database ${spec.db.database} answers at ${spec.db.host}:${spec.db.port}`);
@@ -50,21 +74,14 @@ export async function preflight(spec: Preflight): Promise<object> {
     if (lockNote) notes.push(lockNote);
 
     if (spec.mode === "rollback") {
+        const q = { stack: spec.stack, db: spec.db, snapshot: spec.snapshot, dumpDirectory: spec.dumpDirectory };
         const found = await withServer(spec.db, pw, async (c) => {
-            const chosen = await chooseSnapshot(c, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot, dumpDirectory: spec.dumpDirectory });
-            if (chosen) return `snapshot ${chosen.snapshot} (taken ${chosen.takenAt}, Kong ${chosen.from} → ${chosen.to})`;
-            const liveNote = await databaseNote<RestoredNote>(c, spec.db.database);
-            if (alreadyRestored(liveNote, { prefix: spec.snapshotPrefix, snapshot: spec.snapshot })) {
-                return `${spec.db.database} is already ${liveNote!.restoredFrom} restored`;
-            }
-            return undefined;
+            const chosen = await chooseSnapshot(c, q);
+            const done = await restoredBy(c, chosen, spec.db.database);
+            if (done) return `${spec.db.database} is already ${chosen.snapshot} restored (${done.name} set aside)`;
+            await checkSnapshotPresent(c, chosen, q);
+            return `snapshot ${chosen.snapshot} (taken ${chosen.takenAt} of ${chosen.source}, stack ${chosen.stack}, Kong ${chosen.from} → ${chosen.to})`;
         });
-        if (!found) {
-            throw new StepError(spec.snapshot
-                ? `snapshot ${spec.snapshot} does not exist: check upgrade.snapshot`
-                : `no snapshot of the ${spec.from} → ${spec.cluster.version} upgrade exists (${spec.snapshotPrefix}…): ` +
-                  `name the one to restore with upgrade.snapshot`);
-        }
         progress(`rollback will use ${found}`);
         return { mode: "rollback", snapshot: found, notes };
     }
@@ -114,8 +131,6 @@ export async function preflight(spec: Preflight): Promise<object> {
         throw new StepError(`Kong ${versions.join(", ")} is running (${strays.map((s) => s.name).join(", ")}) while kong.version says ${spec.cluster.version}: ` +
             `promote ${versions[0]} first (set kong.version: ${versions[0]} and remove the upgrade block), or roll it back with upgrade.rollback: true`);
     }
-    const earlier = await withServer(spec.db, pw, (c) => chooseSnapshot(c, { prefix: spec.snapshotPrefix }));
-    if (earlier) notes.push(`an earlier snapshot of this upgrade exists (${earlier.snapshot}); it is kept and a fresh one is taken`);
     progress(`preflight passed: ${spec.cluster.nodes.length} node(s) of ${spec.cluster.version} ready to stop`);
     return { mode: "upgrade", notes };
 }

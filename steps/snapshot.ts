@@ -1,120 +1,183 @@
 // snapshot: a database-level copy of Kong's database, taken after X stopped and before any
 // migration. Default `template`: CREATE DATABASE <snap> TEMPLATE <db> on the same server. `dump`:
-// pg_dump -Fc into the dump folder, with its SHA-256. The snapshot records Kong's migration state
-// and entity counts, so restore and verify can prove they got the same data back.
-import { mkdirSync, statSync, writeFileSync } from "fs";
+// pg_dump -Fc into the stack's dump folder, with its SHA-256. The snapshot's record (snapshots.ts)
+// says whose it is (stack, server, database, upgrade id) and what it holds (schema_meta, the row
+// count of every table, the database-level properties restore re-applies). It is printed on
+// stdout, so Pulumi keeps it in state and the rollback restores exactly this snapshot.
+//
+// It refuses a database that is not at X (pending migrations, or migrations of a hop already
+// run): @pulumi/command re-runs create when any input changes, and a copy taken then would be a
+// half-migrated "snapshot". Each run takes a fresh snapshot; none is ever reused or overwritten.
+import { randomUUID } from "crypto";
+import { chmodSync, existsSync, renameSync, statSync } from "fs";
 import * as path from "path";
+import { Client } from "pg";
 import {
-    allowConnections, databaseExists, databaseSize, describeSessions, entityCounts, freezeReadOnly, liftReadOnly, quoteIdent, readSchemaMeta,
-    sessionsOn, setDatabaseNote, terminateSessions, withDatabase, withServer,
+    allowConnections, databaseExists, databaseProps, databaseSize, describeSessions, entityCounts, freezeReadOnly, isFrozen, liftReadOnly,
+    lockStack, quoteIdent, quoteLiteral, readSchemaMeta, serverIdentity, sessionsOn, terminateSessions, withDatabase, withServer,
 } from "./lib/db";
+import { crashPoint } from "./lib/crash";
 import { StepError, progress, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
-import { SnapshotNote, sha256File } from "./lib/snapshots";
-import { runKong } from "./lib/kong";
+import { SnapshotRecord, checkNameLength, dumpFolder, ensurePrivateFolder, sha256File, writePrivateFileAtomic } from "./lib/snapshots";
+import { migrationsList, runKong } from "./lib/kong";
 import { databasePassword } from "./lib/secrets";
 import { StepSpec } from "./lib/spec";
 
 type Snapshot = Extract<StepSpec, { step: "snapshot" }>;
 
-export async function snapshot(spec: Snapshot): Promise<SnapshotNote> {
-    const note = await databaseSnapshot(spec);
-    if (!spec.declarativeExport) return note;
-    return { ...note, declarative: await declarativeExport(spec.declarativeExport, note.snapshot) };
+export async function snapshot(spec: Snapshot): Promise<SnapshotRecord> {
+    const record = await withServer(spec.db, databasePassword(), async (c) => {
+        await lockStack(c, spec.stack, spec.db.database);
+        return databaseSnapshot(c, spec);
+    });
+    if (!spec.declarativeExport) return record;
+    return { ...record, declarative: await declarativeExport(spec, record.snapshot) };
 }
 
 /** `kong config db_export` beside the snapshot: a secondary safeguard, never the only one (kong-facts §6.1). */
-async function declarativeExport(exp: NonNullable<Snapshot["declarativeExport"]>, name: string): Promise<{ location: string; sha256: string }> {
-    const dir = path.resolve(exp.directory);
-    mkdirSync(dir, { recursive: true });
+async function declarativeExport(spec: Snapshot, name: string): Promise<{ location: string; sha256: string }> {
+    const exp = spec.declarativeExport!;
+    const dir = dumpFolder(exp.directory, spec.stack, spec.db.database);
+    ensurePrivateFolder(dir);
     const file = `${name}.kong.yml`;
     progress(`kong config db_export with ${exp.kong.image} → ${path.join(dir, file)}`);
     const r = await runKong(exp.kong, ["config", "db_export", `/export/${file}`], 600, [{ host: dir, container: "/export" }]);
     if (r.code !== 0) throw new StepError(`kong config db_export failed (exit ${r.code}); the database snapshot is taken and kept:\n${(r.stdout + r.stderr).trim()}`);
     const location = path.join(dir, file);
+    if (existsSync(location)) chmodSync(location, 0o600);
     return { location, sha256: await sha256File(location) };
 }
 
-async function databaseSnapshot(spec: Snapshot): Promise<SnapshotNote> {
-    if (!spec.online) return takeSnapshot(spec);
+/**
+ * The database is at X: no migration pending, and the first hop's `kong migrations list` still
+ * sees its migrations as new (exit 5). After `up` it says pending (4); after that hop's `finish`,
+ * or any later hop, nothing new (0). A direct upgrade without migrations (a patch) also says 0,
+ * and then X's and Y's schema are the same, so the database is at X either way.
+ */
+async function checkAtX(spec: Snapshot, schemaMeta: Awaited<ReturnType<typeof readSchemaMeta>>): Promise<void> {
+    const source = spec.db.database;
+    const found = () => schemaMeta.map((m) => `${m.subsystem} last executed ${m.last_executed ?? "none"}` +
+        (m.pending.length > 0 ? `, pending ${m.pending.join(", ")}` : "")).join("; ");
+    const refuse = (why: string) => new StepError(`${source} is not at Kong ${spec.from}: ${why} (schema_meta: ${found()}). ` +
+        `A snapshot now would hold a half-migrated database; none is taken. If this is a rollback after promotion, ` +
+        `name the upgrade's snapshot with upgrade.snapshot (the snapshot.name stack output of the upgrade)`);
+    const pending = schemaMeta.filter((m) => m.pending.length > 0);
+    if (pending.length > 0) throw refuse(`migrations are pending (${pending.map((m) => `${m.subsystem}: ${m.pending.join(", ")}`).join("; ")})`);
+    if (!spec.firstHop) return;
+    const list = await migrationsList(spec.firstHop);
+    switch (list.state) {
+        case "new":
+            progress(`kong migrations list with ${spec.firstHop.image}: new migrations to run, ${source} is at ${spec.from}`);
+            return;
+        case "up-to-date":
+            if (spec.hops.length <= 1) return;
+            throw refuse(`kong migrations list with ${spec.firstHop.image} finds nothing new: hop ${spec.firstHop.version} has already migrated it`);
+        case "pending":
+            throw refuse(`kong migrations list with ${spec.firstHop.image} reports pending migrations`);
+        case "needs-bootstrap":
+            throw refuse(`it is not a bootstrapped Kong database`);
+    }
+}
+
+async function databaseSnapshot(c: Client, spec: Snapshot): Promise<SnapshotRecord> {
+    const source = spec.db.database;
+    if (await isFrozen(c, source)) {
+        // An earlier online snapshot was interrupted before it could lift its freeze.
+        progress(`${source} is still frozen by an interrupted online snapshot: lifting the freeze first`);
+        await liftReadOnly(c, source);
+    }
+    const schemaMeta = await withDatabase(spec.db, databasePassword(), readSchemaMeta);
+    if (schemaMeta.length === 0) throw new StepError(`${source} has no Kong schema_meta: nothing to snapshot (is database.name right?)`);
+    await checkAtX(spec, schemaMeta);
+    const props = await databaseProps(c, source);
+    const server = await serverIdentity(c);
+    if (server.note) progress(server.note);
+    if (!spec.online) return takeSnapshot(c, spec, props, server);
     // Online: freeze first, so nothing written after the copy is lost; lift the freeze on any
     // failure, since X keeps serving and must get its writes back.
-    const pw = databasePassword();
-    const source = spec.db.database;
-    await withServer(spec.db, pw, async (c) => {
-        progress(`freezing ${source} read-only while cluster ${spec.from} keeps proxying`);
-        await freezeReadOnly(c, source);
-        progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}; clients reconnect read-only`);
-    });
+    progress(`freezing ${source} read-only while cluster ${spec.from} keeps proxying`);
+    await freezeReadOnly(c, source);
     try {
-        const note = await takeSnapshot({ ...spec, terminateSessions: true });
+        progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}; clients reconnect read-only`);
+        const record = await takeSnapshot(c, { ...spec, terminateSessions: true }, props, server);
         progress(`${source} stays read-only until cluster ${spec.from} is stopped`);
-        return note;
+        return record;
     } catch (e) {
-        await withServer(spec.db, pw, (c) => liftReadOnly(c, source)).catch(() => undefined);
+        await liftReadOnly(c, source).catch(() => undefined);
         progress(`snapshot failed: the freeze on ${source} is lifted`);
         throw e;
     }
 }
 
-async function takeSnapshot(spec: Snapshot): Promise<SnapshotNote> {
+async function takeSnapshot(c: Client, spec: Snapshot, database: SnapshotRecord["database"], server: { systemIdentifier?: string; note?: string }): Promise<SnapshotRecord> {
     const pw = databasePassword();
     const source = spec.db.database;
     const name = `${spec.prefix}${stamp()}`;
-    const { schemaMeta, counts } = await withDatabase(spec.db, pw, async (c) => ({
-        schemaMeta: await readSchemaMeta(c), counts: await entityCounts(c),
-    }));
-    if (schemaMeta.length === 0) throw new StepError(`${source} has no Kong schema_meta: nothing to snapshot (is database.name right?)`);
+    checkNameLength(name);
+    const { schemaMeta, counts } = await withDatabase(spec.db, pw, async (k) => ({ schemaMeta: await readSchemaMeta(k), counts: await entityCounts(k) }));
     const base = {
-        kind: "kong-upgrade-snapshot" as const, snapshot: name, strategy: spec.strategy, source, from: spec.from, to: spec.to,
-        schemaMeta, entityCounts: counts,
+        kind: "kong-upgrade-snapshot" as const, snapshot: name, strategy: spec.strategy, stack: spec.stack,
+        systemIdentifier: server.systemIdentifier, serverNote: server.note, source, from: spec.from, to: spec.to, hops: spec.hops,
+        upgradeId: randomUUID(), schemaMeta, entityCounts: counts, database,
     };
 
     if (spec.strategy === "dump") {
         const dump = spec.dump;
         if (!dump) throw new StepError("dump strategy without a dump target");
-        mkdirSync(path.resolve(dump.directory), { recursive: true });
-        const file = path.join(path.resolve(dump.directory), `${name}.dump`);
+        const folder = dumpFolder(dump.directory, spec.stack, source);
+        ensurePrivateFolder(folder);
+        crashPoint();
+        const file = path.join(folder, `${name}.dump`);
+        if (existsSync(file)) throw new StepError(`${file} exists already; it is never overwritten`);
+        // pg_dump writes a partial file first; only a complete dump gets the final name.
+        const partial = `${name}.dump.partial`;
         progress(`pg_dump -Fc ${source} → ${file}`);
         const takenAt = new Date().toISOString();
-        await runPgTool(dump, pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, spec.db, source), "-f", { file: `${name}.dump` }]));
-        const note: SnapshotNote = { ...base, takenAt, sizeBytes: statSync(file).size, location: file, sha256: await sha256File(file) };
-        writeFileSync(path.join(path.resolve(dump.directory), `${name}.json`), `${JSON.stringify(note, null, 2)}\n`);
-        return note;
+        await runPgTool(dump, pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, spec.db, source), "-f", { file: partial }], folder));
+        chmodSync(path.join(folder, partial), 0o600);
+        crashPoint();
+        const sha256 = await sha256File(path.join(folder, partial));
+        renameSync(path.join(folder, partial), file);
+        crashPoint();
+        const record: SnapshotRecord = { ...base, takenAt, sizeBytes: statSync(file).size, location: file, sha256 };
+        writePrivateFileAtomic(path.join(folder, `${name}.json`), `${JSON.stringify(record, null, 2)}\n`);
+        return record;
     }
 
-    return withServer(spec.db, pw, async (c) => {
-        if (await databaseExists(c, name)) throw new StepError(`a database named ${name} exists already; it is never overwritten`);
-        const sessions = await sessionsOn(c, source);
-        if (sessions.length > 0) {
-            if (!spec.terminateSessions) {
-                throw new StepError(`${sessions.length} session(s) are connected to ${source} (${describeSessions(sessions)}); ` +
-                    `a template copy needs none. Stop those clients, or set upgrade.terminateSessions: true to end them`);
-            }
-            progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}: ${describeSessions(sessions)}`);
+    if (await databaseExists(c, name)) throw new StepError(`a database named ${name} exists already; it is never overwritten`);
+    const sessions = await sessionsOn(c, source);
+    if (sessions.length > 0) {
+        if (!spec.terminateSessions) {
+            throw new StepError(`${sessions.length} session(s) are connected to ${source} (${describeSessions(sessions)}); ` +
+                `a template copy needs none. Stop those clients, or set upgrade.terminateSessions: true to end them`);
         }
-        if (spec.online) {
-            // A template copy needs no session on the source: hold X's reconnects off for the copy
-            // (its nodes keep proxying from their caches), then end the sessions that remain.
-            await allowConnections(c, source, false);
-            await terminateSessions(c, source);
-        }
-        const takenAt = new Date().toISOString();
-        progress(`CREATE DATABASE ${name} TEMPLATE ${source}`);
-        try {
-            await c.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(source)}`);
-            if (spec.online) await allowConnections(c, source, true);
-        } catch (e) {
-            const msg = (e as Error).message;
-            throw new StepError(`snapshot copy of ${source} failed: ${msg}` + (/being accessed/.test(msg)
-                ? `. A client connected meanwhile; set upgrade.terminateSessions: true or stop it, then run pulumi up again`
-                : /permission denied/.test(msg) ? `. Kong's role needs CREATEDB for template snapshots, or use upgrade.snapshotStrategy: dump` : ""));
-        }
-        // Nobody connects to a snapshot by mistake; restore allows connections again.
-        await allowConnections(c, name, false);
-        const note: SnapshotNote = { ...base, takenAt, sizeBytes: await databaseSize(c, name) };
-        await setDatabaseNote(c, name, note);
-        progress(`snapshot ${name}: ${(note.sizeBytes / 1e6).toFixed(1)} MB`);
-        return note;
-    });
+        progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}: ${describeSessions(sessions)}`);
+    }
+    if (spec.online) {
+        // A template copy needs no session on the source: hold X's reconnects off for the copy
+        // (its nodes keep proxying from their caches), then end the sessions that remain.
+        await allowConnections(c, source, false);
+        await terminateSessions(c, source);
+    }
+    const takenAt = new Date().toISOString();
+    progress(`CREATE DATABASE ${name} TEMPLATE ${source}`);
+    try {
+        await c.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE ${quoteIdent(source)}`);
+        if (spec.online) await allowConnections(c, source, true);
+    } catch (e) {
+        const msg = (e as Error).message;
+        throw new StepError(`snapshot copy of ${source} failed: ${msg}` + (/being accessed/.test(msg)
+            ? `. A client connected meanwhile; set upgrade.terminateSessions: true or stop it, then run pulumi up again`
+            : /permission denied/.test(msg) ? `. Kong's role needs CREATEDB for template snapshots, or use upgrade.snapshotStrategy: dump` : ""));
+    }
+    const record: SnapshotRecord = { ...base, takenAt, sizeBytes: await databaseSize(c, name) };
+    // Nobody connects to a snapshot by mistake (restore allows connections again); its record is
+    // its comment. Both in one transaction: a snapshot without its record is never chosen.
+    await c.query("BEGIN");
+    await c.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS false`);
+    await c.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(JSON.stringify(record))}`);
+    await c.query("COMMIT");
+    progress(`snapshot ${name}: ${(record.sizeBytes / 1e6).toFixed(1)} MB`);
+    return record;
 }

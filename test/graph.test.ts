@@ -208,18 +208,38 @@ describe("rollback (upgrade.rollback: true)", () => {
         }
     });
 
-    it("declares neither Y's nodes, nor migrations, nor a new snapshot", () => {
+    it("declares neither Y's nodes nor migrations; the upgrade's snapshot resource is declared with exactly the upgrade's inputs", async () => {
         assert.deepEqual(nodesOf(rollback, "3-7-1"), []);
-        assert.deepEqual(rollback.names((r) => /^(migrations-|snapshot-)/.test(r.name)), []);
+        assert.deepEqual(rollback.names((r) => /^migrations-/.test(r.name)), []);
+        // Same URN and inputs as in the upgrade: Pulumi sees it unchanged, runs nothing, and its
+        // stored record (which snapshot, whose, its checksum) flows into preflight and restore.
+        const back = Graph.of(await evaluate(upgrade({ to: "3.7.1", via: ["3.5.0", "3.6.1"], rollback: true })));
+        const snap = "snapshot-3-4-3-to-3-7-1";
+        assert.equal(back.get(snap).urn, path3.get(snap).urn);
+        const { triggers: upgradeTriggers, ...upgradeInputs } = path3.get(snap).inputs;
+        const { triggers: _ignored, ...rollbackInputs } = back.get(snap).inputs;
+        assert.deepEqual(rollbackInputs, upgradeInputs);
+        // The upgrade re-takes it whenever its preflight ran again (a retry after a rollback: X
+        // served in between); the rollback ignores that input, so nothing runs there.
+        assert.equal((upgradeTriggers as unknown[]).length, 1);
+        assert.ok(path3.waitsFor(snap, "preflight-3-4-3-to-3-7-1"));
+        assert.deepEqual(back.get(snap).ignoreChanges, ["triggers"]);
+        assert.ok(_ignored !== undefined);
+        assert.ok(back.waitsFor("preflight-rollback-3-7-1-to-3-4-3", snap));
+        for (const step of ["preflight-rollback-3-7-1-to-3-4-3", "restore-3-4-3-from-3-7-1"]) {
+            assert.ok(back.waitsFor(step, snap), `${step} takes the snapshot's record`);
+        }
     });
 
-    it("restores the newest snapshot of this upgrade unless one is named", async () => {
-        const spec = rollback.spec("restore-3-4-3-from-3-7-1") as { prefix: string; snapshot?: string; strategy: string };
-        assert.equal(spec.prefix, "kong_snap_3_4_3_to_3_7_1_");
+    it("restores the snapshot this upgrade recorded, of this stack; a named snapshot replaces it (and no snapshot resource is declared)", async () => {
+        const spec = rollback.spec("restore-3-4-3-from-3-7-1") as { prefix: string; snapshot?: string; strategy: string; stack: string };
+        assert.match(spec.prefix, /^kong_[0-9a-f]{8}_snap_3_4_3_to_3_7_1_$/);
+        assert.equal(spec.stack, "test");
         assert.equal(spec.snapshot, undefined);
         assert.equal(spec.strategy, "rename");
-        const named = Graph.of(await evaluate(upgrade({ to: "3.7.1", rollback: true, snapshot: "kong_snap_3_4_3_to_3_7_1_20261127120000" })));
-        assert.equal((named.spec("restore-3-4-3-from-3-7-1") as { snapshot: string }).snapshot, "kong_snap_3_4_3_to_3_7_1_20261127120000");
+        const named = Graph.of(await evaluate(upgrade({ to: "3.7.1", rollback: true, snapshot: "kong_0a1b2c3d_snap_3_4_3_to_3_7_1_20261127120000" })));
+        assert.equal((named.spec("restore-3-4-3-from-3-7-1") as { snapshot: string }).snapshot, "kong_0a1b2c3d_snap_3_4_3_to_3_7_1_20261127120000");
+        assert.deepEqual(named.names((r) => /^snapshot-/.test(r.name)), []);
     });
 
     it("X's nodes are declared exactly as in the steady graph, so a stopped X is restarted, not replaced", () => {

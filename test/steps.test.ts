@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
 import { DbTarget, StepSpec } from "../steps/lib/spec";
 import { stamp } from "../steps/lib/log";
+import { dumpFolder, snapshotPrefix } from "../steps/lib/snapshots";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { STANDIN, StepRun, cluster, fakeDockerState, kongRun, runStep } from "./helpers/steps";
 import { fakeHostState } from "./fake-docker/hosts";
@@ -18,7 +19,16 @@ let server: TestServer;
 before(async () => { server = await startPostgres(); });
 after(async () => { await server?.stop(); });
 
-const PREFIX = (db: DbTarget) => `${db.database.slice(0, 16)}_snap_3_4_3_to_3_7_1_`;
+const PREFIX = (db: DbTarget) => snapshotPrefix("st", db.database, "3.4.3", "3.7.1");
+const WHOSE = { stack: "st", hops: ["3.5.0", "3.6.1", "3.7.1"] };
+
+const ENTITIES = ["services", "routes", "consumers", "plugins", "upstreams", "targets"];
+
+/** The entries of `counts` for `tables`: the entity tables these tests write. */
+function pick(counts: unknown, tables: string[]): Record<string, number> {
+    const c = counts as Record<string, number>;
+    return Object.fromEntries(tables.map((t) => [t, c[t]]));
+}
 
 function ok(r: StepRun): Record<string, unknown> {
     assert.equal(r.code, 0, `step failed (exit ${r.code}):\n${r.stderr}`);
@@ -133,8 +143,8 @@ describe("upgrade 3.4.3 → 3.7.1 through 3.5 and 3.6", () => {
         ok(await runStep({ step: "preflight", mode: "upgrade", db: t.db, kong: kongRun(t.db, "3.5.0"), cluster: x, to: "3.7.1", snapshotPrefix: PREFIX(t.db) }, { ...t, env }));
         ok(await runStep({ step: "stop", cluster: x, drainSeconds: 5 }, { ...t, env }));
         assert.equal(JSON.parse(readFileSync(docker, "utf8"))["st-kong-3-4-3-node-0"].running, false);
-        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, t));
-        assert.deepEqual(snap.entityCounts, { services: 25, routes: 25, consumers: 25, plugins: 25, upstreams: 0, targets: 0 });
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, ...WHOSE }, t));
+        assert.deepEqual(pick(snap.entityCounts, ENTITIES), { services: 25, routes: 25, consumers: 25, plugins: 25, upstreams: 0, targets: 0 });
 
         for (const hop of ["3.5.0", "3.6.1", "3.7.1"]) {
             const up = ok(await migrate(t, hop, "up"));
@@ -164,7 +174,7 @@ describe("upgrade 3.4.3 → 3.7.1 through 3.5 and 3.6", () => {
     it("verify fails when entities recorded at snapshot time are gone", async () => {
         const t = await bootstrapped("lost");
         await writeEntities(t.db, t.password, 3);
-        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, t));
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, ...WHOSE }, t));
         await query(t.db, t.password, "DELETE FROM consumers WHERE username = 'user-1'");
         const node = await startNode(t, "3.4.3");
         try {
@@ -248,13 +258,18 @@ describe("preflight", () => {
         const world = JSON.parse(readFileSync(state, "utf8")) as Record<string, { running: boolean }>;
         world["pf-kong-3-4-3-node-0"].running = false;
         writeFileSync(state, JSON.stringify(world));
+        // This upgrade's snapshot is taken at X, as the runbook does, then hidden under another name
+        // to stand for "no snapshot of this upgrade" until it is named back.
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, ...WHOSE }, t));
+        const name = String(snap.snapshot);
+        await query(t.db, t.password, `ALTER DATABASE "${name}" RENAME TO "hidden_${t.db.database}"`, "postgres");
         ok(await migrate(t, "3.5.0", "up")); // the first hop ran up, then the run failed
         const spec = { ...upgradeSpec(t.db, "3.5.0"), hops: ["3.5.0", "3.6.1", "3.7.1"] } as StepSpec;
         // X stopped but no snapshot of this upgrade: not this upgrade's doing, refused as before.
         const before = await runStep(spec, { ...t, env: { FAKE_DOCKER_STATE: state } });
         assert.equal(before.code, 1);
         assert.match(before.stderr, /an earlier upgrade was not finished/);
-        ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, t));
+        await query(t.db, t.password, `ALTER DATABASE "hidden_${t.db.database}" RENAME TO "${name}"`, "postgres");
         const again = ok(await runStep(spec, { ...t, env: { FAKE_DOCKER_STATE: state } }));
         assert.match(JSON.stringify(again.notes), /this upgrade is under way: 3\.4\.3 is stopped/);
         assert.match(JSON.stringify(again.notes), /pending migrations belong to this upgrade \(3\.5\.0 → 3\.6\.1 → 3\.7\.1\)/);
@@ -294,7 +309,7 @@ describe("preflight", () => {
         const r = await runStep(upgradeSpec(t.db), { password: "not-the-password", env: { FAKE_DOCKER_STATE: xRunning() } });
         assert.equal(r.code, 1);
         assert.match(r.stderr, /password authentication failed\. Check database\.password/);
-        const snap = await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false },
+        const snap = await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, ...WHOSE },
             { password: "not-the-password" });
         assert.equal(snap.code, 1);
         const dbs = await query<{ datname: string }>(t.db, t.password, `SELECT datname FROM pg_database WHERE datname LIKE '${t.db.database}%'`);
@@ -352,9 +367,9 @@ describe("several Docker hosts", () => {
 });
 
 describe("snapshot and restore", () => {
-    const snapSpec = (db: DbTarget): StepSpec => ({ step: "snapshot", db, strategy: "template", prefix: PREFIX(db), from: "3.4.3", to: "3.7.1", terminateSessions: false });
+    const snapSpec = (db: DbTarget): StepSpec => ({ step: "snapshot", db, strategy: "template", prefix: PREFIX(db), from: "3.4.3", to: "3.7.1", terminateSessions: false, ...WHOSE });
     const restoreSpec = (db: DbTarget, strategy: "rename" | "copy" = "rename", snapshot?: string): StepSpec =>
-        ({ step: "restore", db, strategy, prefix: PREFIX(db), snapshot });
+        ({ step: "restore", db, strategy, prefix: PREFIX(db), snapshot, stack: "st" });
 
     for (const strategy of ["rename", "copy"] as const) {
         it(`restore by ${strategy} after finish gives back schema_meta and every entity row, and keeps the failed database aside`, async () => {
@@ -367,18 +382,18 @@ describe("snapshot and restore", () => {
             await query(t.db, t.password, "INSERT INTO consumers (id, username) VALUES (gen_random_uuid(), 'written-after-upgrade')");
             assert.notEqual(await contents(t.db, t.password), original);
 
-            const r = ok(await runStep(restoreSpec(t.db, strategy), t));
+            const r = ok(await runStep(restoreSpec(t.db, strategy), { ...t, expect: JSON.stringify(snap) }));
             assert.equal(r.snapshot, snap.snapshot);
             assert.equal(await contents(t.db, t.password), original);
             const aside = r.setAside as string;
-            assert.match(aside, new RegExp(`^${t.db.database.slice(0, 40)}_failed_\\d{14}(_\\d+)?$`));
+            assert.match(aside, new RegExp(`^${t.db.database}_failed_\\d{14}(_\\d+)?$`));
             const kept = await query<{ username: string }>({ ...t.db, database: aside }, t.password, "SELECT username FROM consumers WHERE username = 'written-after-upgrade'", aside);
             assert.equal(kept.length, 1, "the failed database keeps what was written to it");
             const snapshotStillThere = (await query(t.db, t.password, `SELECT 1 FROM pg_database WHERE datname = '${String(snap.snapshot)}'`)).length === 1;
             assert.equal(snapshotStillThere, strategy === "copy");
 
             // The same rollback again: a no-op, nothing set aside twice.
-            const again = ok(await runStep(restoreSpec(t.db, strategy), t));
+            const again = ok(await runStep(restoreSpec(t.db, strategy), { ...t, expect: JSON.stringify(snap) }));
             assert.equal(again.alreadyRestored, true);
             assert.equal(again.setAside, aside);
             const failed = await query(t.db, t.password, `SELECT datname FROM pg_database WHERE datname LIKE '${t.db.database.slice(0, 40)}_failed_%'`);
@@ -389,11 +404,11 @@ describe("snapshot and restore", () => {
 
     it("restore refuses while a client is still connected, and changes nothing", async () => {
         const t = await bootstrapped("busy");
-        ok(await runStep(snapSpec(t.db), t));
+        const snap = ok(await runStep(snapSpec(t.db), t));
         const c = new Client({ ...t.db, password: t.password });
         await c.connect();
         try {
-            const r = await runStep(restoreSpec(t.db), t);
+            const r = await runStep(restoreSpec(t.db), { ...t, expect: JSON.stringify(snap) });
             assert.equal(r.code, 1);
             assert.match(r.stderr, /still connected to .*Nothing was changed/);
         } finally {
@@ -430,7 +445,7 @@ describe("snapshot and restore", () => {
         await x.connect();
         x.on("error", () => undefined);
         const snap = ok(await runStep({ ...snapSpec(t.db), online: true } as StepSpec, t));
-        assert.deepEqual(snap.entityCounts, { services: 4, routes: 4, consumers: 4, plugins: 4, upstreams: 0, targets: 0 });
+        assert.deepEqual(pick(snap.entityCounts, ENTITIES), { services: 4, routes: 4, consumers: 4, plugins: 4, upstreams: 0, targets: 0 });
         await assert.rejects(x.query("SELECT 1"), "X's old session was ended");
         // X reconnects: reads work, writes are refused until X is stopped.
         assert.equal((await query(t.db, t.password, "SELECT count(*)::int AS n FROM services"))[0].n, 4);
@@ -457,7 +472,7 @@ describe("snapshot and restore", () => {
         const dir = mkdtempSync(path.join(os.tmpdir(), "export-"));
         const snap = ok(await runStep({ ...snapSpec(t.db), declarativeExport: { kong: kongRun(t.db, "3.4.3"), directory: dir } } as StepSpec, t));
         const exported = snap.declarative as { location: string; sha256: string };
-        assert.equal(path.dirname(exported.location), dir);
+        assert.equal(path.dirname(exported.location), dumpFolder(dir, "st", t.db.database), "beside the stack's own dumps");
         const content = JSON.parse(readFileSync(exported.location, "utf8")) as { services: Array<{ name: string }> };
         assert.deepEqual(content.services.map((s) => s.name).sort(), ["svc-1", "svc-2", "svc-3"]);
         assert.match(exported.sha256, /^[0-9a-f]{64}$/);
@@ -467,20 +482,20 @@ describe("snapshot and restore", () => {
         const t = await bootstrapped("nosnap");
         const r = await runStep(restoreSpec(t.db), t);
         assert.equal(r.code, 1);
-        assert.match(r.stderr, /no snapshot of this upgrade .* name one with upgrade\.snapshot/);
-        const pf = await runStep({ step: "preflight", mode: "rollback", db: t.db, cluster: cluster("rb", "3.7.1", []), from: "3.4.3", snapshotPrefix: PREFIX(t.db) }, t);
+        assert.match(r.stderr, /no snapshot of this upgrade is recorded in the stack's state .* name the one to restore with upgrade\.snapshot/);
+        const pf = await runStep({ step: "preflight", mode: "rollback", db: t.db, cluster: cluster("rb", "3.7.1", []), from: "3.4.3", snapshotPrefix: PREFIX(t.db), stack: "st" }, t);
         assert.equal(pf.code, 1);
-        assert.match(pf.stderr, /no snapshot of the 3\.4\.3 → 3\.7\.1 upgrade exists/);
+        assert.match(pf.stderr, /no snapshot of this upgrade is recorded/);
     });
 
-    it("a retry after a rollback takes a fresh snapshot and rollback picks the newest", async () => {
+    it("a retry after a rollback takes a fresh snapshot; rollback restores the one in state, or the one named", async () => {
         const t = await bootstrapped("retry");
         const first = ok(await runStep({ ...snapSpec(t.db) }, t));
         await new Promise((r) => setTimeout(r, 1100));
         await writeEntities(t.db, t.password, 2);
         const second = ok(await runStep({ ...snapSpec(t.db) }, t));
         assert.notEqual(first.snapshot, second.snapshot);
-        const r = ok(await runStep(restoreSpec(t.db, "copy"), t));
+        const r = ok(await runStep(restoreSpec(t.db, "copy"), { ...t, expect: JSON.stringify(second) }));
         assert.equal(r.snapshot, second.snapshot);
         const named = ok(await runStep(restoreSpec(t.db, "copy", String(first.snapshot)), t));
         assert.equal(named.snapshot, first.snapshot);
@@ -494,12 +509,12 @@ describe("snapshot and restore", () => {
         const dir = mkdtempSync(path.join(os.tmpdir(), "dumps-"));
         const dump = { image: "postgres:15", network: "unused", directory: dir, host: t.db.host, port: t.db.port };
         const env = { KONG_UPGRADE_PG_TOOLS: "local" };
-        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "dump", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, dump }, { ...t, env }));
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "dump", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, dump, ...WHOSE }, { ...t, env }));
         assert.ok(existsSync(String(snap.location)));
         assert.match(String(snap.sha256), /^[0-9a-f]{64}$/);
         ok(await migrate(t, "3.5.0", "up"));
         ok(await migrate(t, "3.5.0", "finish"));
-        const r = ok(await runStep({ step: "restore", db: t.db, strategy: "rename", prefix: PREFIX(t.db), dump }, { ...t, env }));
+        const r = ok(await runStep({ step: "restore", db: t.db, strategy: "rename", prefix: PREFIX(t.db), dump, stack: "st" }, { ...t, env, expect: JSON.stringify(snap) }));
         assert.equal(r.snapshot, snap.snapshot);
         assert.equal(await contents(t.db, t.password), original);
     });
@@ -545,10 +560,10 @@ describe("secrets", () => {
             await runStep({ step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") }, { ...t, env }),
             await runStep({ step: "preflight", mode: "upgrade", db: t.db, kong: kongRun(t.db, "3.5.0"), cluster: x, to: "3.7.1", snapshotPrefix: PREFIX(t.db) }, { ...t, env }),
             await runStep({ step: "stop", cluster: x, drainSeconds: 1 }, { ...t, env }),
-            await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, { ...t, env }),
+            await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, ...WHOSE }, { ...t, env }),
             await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") }, { ...t, env }),
             await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") }, { password: "wrong-" + t.password, env }),
-            await runStep({ step: "restore", db: t.db, strategy: "rename", prefix: PREFIX(t.db) }, { ...t, env }),
+            await runStep({ step: "restore", db: t.db, strategy: "rename", prefix: PREFIX(t.db), stack: "st" }, { ...t, env }),
         ];
         for (const r of runs.slice(0, 5)) ok(r);
         for (const r of runs) {

@@ -11,15 +11,17 @@ import { DbTarget, DumpTarget, PG_CA_MOUNT } from "./spec";
 
 const MOUNT = "/snapshots";
 
-/** argv of `tool args…` where file arguments are relative to the dump folder. */
-export function pgToolArgv(dump: DumpTarget, tool: "pg_dump" | "pg_restore", args: (string | { file: string })[]): string[] {
+/** argv of `tool args…` where file arguments are relative to `folder` (the stack's dump folder). */
+export function pgToolArgv(dump: DumpTarget, tool: "pg_dump" | "pg_restore", args: (string | { file: string })[], folder = dump.directory): string[] {
     const local = process.env.KONG_UPGRADE_PG_TOOLS === "local";
-    const dir = path.resolve(dump.directory);
+    const dir = path.resolve(folder);
     const resolved = args.map((a) => typeof a === "string" ? a : path.posix.join(local ? dir : MOUNT, a.file));
     if (local) return [tool, ...resolved];
     const ca = dump.sslRootCert ? ["-v", `${path.resolve(dump.sslRootCert)}:${PG_CA_MOUNT}:ro`] : [];
     const ssl = Object.keys(pgSslEnv(dump)).flatMap((k) => ["-e", k]);
-    return [dockerBinary(), "run", "--rm", "--network", dump.network, "-v", `${dir}:${MOUNT}`, ...ca, "-e", "PGPASSWORD", ...ssl,
+    // As the user running the step: the dump belongs to it, so it can be made 0600 (it holds every credential in Kong's database).
+    const user = process.getuid && process.getgid ? ["--user", `${process.getuid()}:${process.getgid()}`] : [];
+    return [dockerBinary(), "run", "--rm", "--network", dump.network, "-v", `${dir}:${MOUNT}`, ...ca, ...user, "-e", "PGPASSWORD", ...ssl,
         dump.image, tool, ...resolved];
 }
 

@@ -19,7 +19,10 @@ export const PREVIOUS_STDOUT_ENV = "PULUMI_COMMAND_STDOUT";
 export const PG_CA_MOUNT = "/etc/kong-upgrade/pg-root-ca.pem";
 
 export const SPEC_ENV = "KONG_UPGRADE_SPEC";
-/** Result of an earlier step (snapshot or restore) that verify compares with. */
+/**
+ * Result of an earlier step, from Pulumi state: the snapshot's record for the rollback's preflight
+ * and restore (which snapshot, whose, its checksum), the snapshot's or restore's for verify.
+ */
 export const EXPECT_ENV = "KONG_UPGRADE_EXPECT";
 
 /** Where Kong's database is, as seen from the machine that runs the step programs. */
@@ -114,6 +117,8 @@ export type StepSpec =
     | {
         step: "preflight"; mode: "rollback"; db: DbTarget; cluster: ClusterRef; from: string;
         snapshotPrefix: string; snapshot?: string; dumpDirectory?: string;
+        /** Whose snapshots may be restored: only this stack's (with the server and database). */
+        stack: string;
     }
     | {
         step: "stop"; cluster: ClusterRef; drainSeconds: number;
@@ -124,6 +129,10 @@ export type StepSpec =
     | {
         step: "snapshot"; db: DbTarget; strategy: "template" | "dump"; prefix: string; from: string; to: string;
         terminateSessions: boolean; dump?: DumpTarget;
+        /** Recorded in the snapshot: whose it is and the path it belongs to. */
+        stack: string; hops: string[];
+        /** `kong migrations list` with the first hop's image proves the database is at X (not migrated yet). */
+        firstHop?: KongRun;
         /** X still runs: freeze the database read-only, end X's sessions, then copy. */
         online?: boolean;
         /** Also `kong config db_export` with X's image into this folder (a secondary safeguard). */
@@ -133,6 +142,8 @@ export type StepSpec =
     | {
         step: "restore"; db: DbTarget; strategy: "rename" | "copy"; prefix: string; snapshot?: string;
         dump?: DumpTarget;
+        /** Only this stack's snapshots are restored (with the server and database they were taken of). */
+        stack: string;
     }
     | { step: "verify"; db: DbTarget; kong: KongRun; cluster: ClusterRef; timeoutSeconds: number; smokePath?: string }
     /** Before X stops: the upgrade rehearsed on a clone of the live database (steps/canary.ts). */

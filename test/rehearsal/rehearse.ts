@@ -155,7 +155,7 @@ async function chainMain(): Promise<string> {
     assert.equal(await readEntities(18001), EXPECTED, "entities read back through Y's Admin API");
     assert.equal(((await admin(18001, "GET", "/")) as { version: string }).version, Y);
     assert.ok(!container(`${stack}-kong-${slug(X)}-node-0`).exists && !container(`${stack}-kong-${slug(X)}-node-1`).exists, "X's containers are gone");
-    const snapshots = await databases(dbPort, `kong_snap_${slug(X).replace(/-/g, "_")}_to_${slug(Y).replace(/-/g, "_")}_%`);
+    const snapshots = await databases(dbPort, `kong_%_snap_${slug(X).replace(/-/g, "_")}_to_${slug(Y).replace(/-/g, "_")}_%`);
     assert.equal(snapshots.length, 1, "one snapshot");
     const deletes = run.timeline.filter((e) => e.op === "delete").map((e) => e.start);
     const lastOther = Math.max(...run.timeline.filter((e) => e.op !== "delete").map((e) => e.end));
@@ -169,7 +169,7 @@ async function chainMain(): Promise<string> {
     assert.ok(p.ok, "promote failed");
     assert.deepEqual([0, 1].map((i) => container(`${stack}-kong-${slug(Y)}-node-${i}`).id), yIds, "promotion replaced no container");
     assert.ok(p.timeline.filter((e) => e.type === "docker:index/container:Container").every((e) => e.op === "same"));
-    assert.deepEqual(await databases(dbPort, "kong_snap_%"), snapshots, "snapshot kept");
+    assert.deepEqual(await databases(dbPort, "kong_%_snap_%"), snapshots, "snapshot kept");
 
     const rollback = { ...cfg, upgrade: { to: Y, rollback: true, snapshot: snapshots[0] } };
     assert.ok((await up(stack, rollback, `roll back to ${X} from ${snapshots[0]}`)).ok, "rollback failed");
@@ -216,7 +216,7 @@ async function chainFault(): Promise<void> {
     const x = container(`${stack}-kong-${slug(X)}-node-0`);
     assert.ok(x.exists && !x.running, "X is stopped, not deleted");
     assert.ok(!container(`${stack}-kong-${slug(FIRST_HOP)}-node-0`).exists, "Y is absent");
-    const snap = await databases(dbPort, "kong_snap_%");
+    const snap = await databases(dbPort, "kong_%_snap_%");
     assert.equal(snap.length, 1, "the snapshot is intact");
     await injectFault(dbPort, undefined);
     const rerun = await up(stack, upgrade, "the rerun, with the cause fixed, completes the upgrade");
@@ -236,13 +236,13 @@ async function chainRollbackAfterFault(): Promise<void> {
     assert.ok((await up(stack, rollback, "roll back instead of rerunning")).ok);
     assert.ok(container(`${stack}-kong-${slug(X)}-node-0`).running, "X serves again (it was only stopped)");
     assert.equal(await readEntities(20001), EXPECTED);
-    const kept = await databases(dbPort, "kong_snap_%");
+    const kept = await databases(dbPort, "kong_%_snap_%");
     assert.equal(kept.length, 1, "the snapshot is kept (copy restore)");
     await injectFault(dbPort, undefined);
     const retry = await up(stack, { ...cfg, upgrade: { to: FIRST_HOP, restoreStrategy: "copy" } }, "retry the upgrade");
     assert.ok(retry.ok);
     writeFileSync(path.join(WORK, "upgrade-offline-timeline.json"), JSON.stringify(retry.timeline, null, 1)); // read by npm run bench
-    const after = await databases(dbPort, "kong_snap_%");
+    const after = await databases(dbPort, "kong_%_snap_%");
     assert.equal(after.length, 2, "a fresh snapshot, the earlier one kept");
     assert.equal(await readEntities(20001), EXPECTED);
     cleanup(stack);
