@@ -71,12 +71,14 @@ describe("kongDockerArgv with secret settings and a verified database", () => {
 });
 
 describe("pgToolArgv", () => {
+    // The dump is written as the user running the step, so the step can make it 0600.
+    const USER = ["--user", `${process.getuid!()}:${process.getgid!()}`];
     const dump = { image: "postgres:15", network: "kong-upgrade-dev", directory: "/var/snapshots", host: "kong-database", port: 5432 };
     const db = { host: "127.0.0.1", port: 15432, database: "kong", user: "kong", sslmode: "disable" as const };
     it("runs pg_dump in a PostgreSQL container with the dump folder mounted and PGPASSWORD by name", () => {
         delete process.env.KONG_UPGRADE_PG_TOOLS;
         assert.deepEqual(pgToolArgv(dump, "pg_dump", ["-Fc", ...pgConnArgs(dump, db, "kong"), "-f", { file: "snap.dump" }]), [
-            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots", "-e", "PGPASSWORD", "-e", "PGSSLMODE", "postgres:15",
+            "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots", ...USER, "-e", "PGPASSWORD", "-e", "PGSSLMODE", "postgres:15",
             "pg_dump", "-Fc", "-h", "kong-database", "-p", "5432", "-U", "kong", "-d", "kong", "-f", "/snapshots/snap.dump",
         ]);
     });
@@ -86,7 +88,7 @@ describe("pgToolArgv", () => {
         const verified = { ...dump, sslmode: "verify-full" as const, sslRootCert: "/etc/pg/ca.pem" };
         assert.deepEqual(pgToolArgv(verified, "pg_restore", ["-l", { file: "s.dump" }]), [
             "docker", "run", "--rm", "--network", "kong-upgrade-dev", "-v", "/var/snapshots:/snapshots",
-            "-v", "/etc/pg/ca.pem:/etc/kong-upgrade/pg-root-ca.pem:ro", "-e", "PGPASSWORD", "-e", "PGSSLMODE", "-e", "PGSSLROOTCERT",
+            "-v", "/etc/pg/ca.pem:/etc/kong-upgrade/pg-root-ca.pem:ro", ...USER, "-e", "PGPASSWORD", "-e", "PGSSLMODE", "-e", "PGSSLROOTCERT",
             "postgres:15", "pg_restore", "-l", "/snapshots/s.dump",
         ]);
         assert.deepEqual(pgSslEnv(verified), { PGSSLMODE: "verify-full", PGSSLROOTCERT: "/etc/kong-upgrade/pg-root-ca.pem" });

@@ -49,7 +49,7 @@ async function setup(label: string, env: Record<string, string> = {}): Promise<{
         INSERT INTO services (id, name, host) SELECT gen_random_uuid(), 'svc-' || i, 'upstream-' || i || '.internal' FROM generate_series(1, 40) i;
         INSERT INTO routes (id, name, service_id, paths) SELECT gen_random_uuid(), 'route-' || s.name, s.id, ARRAY['/' || s.name] FROM services s;
         INSERT INTO consumers (id, username) SELECT gen_random_uuid(), 'user-' || i FROM generate_series(1, 25) i;
-        INSERT INTO plugins (id, name, service_id, config) SELECT gen_random_uuid(), 'rate-limiting', s.id, '{"minute": 5, "policy": "local"}' FROM services s;`);
+        INSERT INTO plugins (id, name, service_id, enabled, config) SELECT gen_random_uuid(), 'rate-limiting', s.id, true, '{"minute": 5, "policy": "local"}' FROM services s;`);
     const docker = fakeDockerState();
     writeFileSync(docker, JSON.stringify({ "ct-kong-3-4-3-node-0": { running: true, health: "healthy", labels: { "kong-upgrade.stack": "ct", "kong-upgrade.role": "node" } } }));
     const spec: CanarySpec = {
