@@ -21,7 +21,6 @@ function sources(dir: string): string[] {
     }).sort();
 }
 
-const built = new Set<string>();
 
 /**
  * Makes `<root>/build/step-programs` hold the transpiled steps/ of `root`, unless it already holds
@@ -35,10 +34,10 @@ export function ensureStepPrograms(root = ROOT): string {
     for (const f of files) h.update(path.relative(root, f)).update("\0").update(fs.readFileSync(f)).update("\0");
     const hash = h.digest("hex").slice(0, 16);
     const link = path.join(root, STEP_PROGRAMS_DIR);
-    if (built.has(`${root}\0${hash}`)) return hash;
     const stampFile = path.join(link, "sources.sha256");
-    if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, "utf8") === hash) {
-        built.add(`${root}\0${hash}`);
+    const output = (dir: string, f: string) => path.join(dir, path.relative(root, f)).replace(/\.ts$/, ".js");
+    // The stamp and every output: a tree cut short (a crash mid-build) is built again.
+    if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, "utf8") === hash && files.every((f) => fs.existsSync(output(link, f)))) {
         return hash;
     }
     // Loaded only to build: the Pulumi program already holds it (its TypeScript runtime).
@@ -52,7 +51,7 @@ export function ensureStepPrograms(root = ROOT): string {
             fileName: f,
             compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, sourceMap: false },
         });
-        const dest = path.join(target, path.relative(root, f)).replace(/\.ts$/, ".js");
+        const dest = output(target, f);
         fs.mkdirSync(path.dirname(dest), { recursive: true });
         fs.writeFileSync(dest, out.outputText);
     }
@@ -63,14 +62,14 @@ export function ensureStepPrograms(root = ROOT): string {
     if (fs.existsSync(link) && !fs.lstatSync(link).isSymbolicLink()) fs.rmSync(link, { recursive: true, force: true });
     fs.symlinkSync(process.platform === "win32" ? target : path.basename(target), tmpLink, "junction");
     fs.renameSync(tmpLink, link);
-    // Builds of other sources (a step still running from one has loaded its modules already).
-    // Builds of these same sources stay: another process building at the same moment may have
-    // swapped the link onto its own.
+    // Old builds of other sources go. A recent one stays: another process may be writing it right
+    // now (the sources changed during a run), or a step just started from it loads its modules.
+    const stale = Date.now() - 10 * 60_000;
     for (const e of fs.readdirSync(buildDir)) {
-        if (e.startsWith("step-programs.") && !e.startsWith(`step-programs.${hash}.`) && !e.endsWith(".tmp")) {
-            fs.rmSync(path.join(buildDir, e), { recursive: true, force: true });
+        const dir = path.join(buildDir, e);
+        if (e.startsWith("step-programs.") && !e.startsWith(`step-programs.${hash}.`) && !e.endsWith(".tmp") && fs.statSync(dir).mtimeMs < stale) {
+            fs.rmSync(dir, { recursive: true, force: true });
         }
     }
-    built.add(`${root}\0${hash}`);
     return hash;
 }

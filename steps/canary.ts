@@ -3,11 +3,10 @@
 // every hop's `up` and `finish` through the real migrations step, one Y node on the clone (ports on
 // 127.0.0.1 only, no network alias: no data plane can reach it), the real verify; then node and
 // clone are always removed. Its measured times forecast the downtime window of the real run.
-import * as net from "net";
 import { databaseExists, entityCounts, quoteIdent, setDatabaseNote, withDatabase, withServer } from "./lib/db";
 import { docker, inspectContainer } from "./lib/docker";
 import { kongEnv } from "./lib/kong";
-import { StepError, pollUntil, progress } from "./lib/log";
+import { StepError, freePort, pollUntil, progress } from "./lib/log";
 import { databasePassword } from "./lib/secrets";
 import { exec } from "./lib/exec";
 import { CANARY_SECRET_ENV, CanarySpec, DbTarget, KongRun, SECRET_ENV, SPEC_ENV } from "./lib/spec";
@@ -40,17 +39,6 @@ async function stepStartup(): Promise<number> {
         }
     }
     return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.listen(0, "127.0.0.1", () => {
-            const port = (s.address() as net.AddressInfo).port;
-            s.close(() => resolve(port));
-        });
-        s.on("error", reject);
-    });
 }
 
 const round = (s: number) => Math.round(s * 100) / 100;

@@ -1,7 +1,7 @@
 // Step programs run as plain JavaScript built from steps/: once, and again when a source changes.
 import { strict as assert } from "assert";
 import { spawnSync } from "child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, writeFileSync } from "fs";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { it } from "node:test";
@@ -23,5 +23,19 @@ it("transpiles steps/ into a tree Node runs without a loader, rebuilds only when
     writeFileSync(path.join(root, "steps", "lib", "greet.ts"), `export const greet = (n: string): string => \`bye \${n}\`;\n`);
     assert.notEqual(ensureStepPrograms(root), first);
     assert.equal(runMain().stdout, "bye x\n", "a changed source is rebuilt");
-    assert.deepEqual(readdirSync(path.join(root, "build")).filter((e) => e.startsWith(`step-programs.${first}`)), [], "the old build is removed");
+    const olds = () => readdirSync(path.join(root, "build")).filter((e) => e.startsWith(`step-programs.${first}`));
+    assert.equal(olds().length, 1, "a recent build of other sources stays (another process may be writing or running it)");
+
+    // A build cut short (killed, or its folder removed under it) is never trusted by its stamp.
+    rmSync(path.join(root, STEP_PROGRAMS_DIR, "steps", "lib", "greet.js"));
+    ensureStepPrograms(root);
+    assert.equal(runMain().stdout, "bye x\n", "an incomplete tree is built again");
+
+    // Ten minutes later the old build goes.
+    const old = new Date(Date.now() - 11 * 60_000);
+    utimesSync(path.join(root, "build", olds()[0]), old, old);
+    writeFileSync(path.join(root, "steps", "lib", "greet.ts"), `export const greet = (n: string): string => \`hi \${n}\`;\n`);
+    ensureStepPrograms(root);
+    assert.equal(runMain().stdout, "hi x\n");
+    assert.deepEqual(olds(), [], "an old build of other sources is removed");
 });

@@ -1,4 +1,5 @@
 // Progress goes to stderr (Pulumi streams it); the step's result is one JSON line on stdout.
+import * as net from "net";
 
 /** A failure the operator can act on: its message is printed as is, without a stack. */
 export class StepError extends Error {}
@@ -41,4 +42,16 @@ export async function pollUntil(deadline: number, check: () => Promise<string | 
         if (Date.now() > deadline) throw new StepError(timedOut(seen));
         await sleep(everyMs);
     }
+}
+
+/** A TCP port nothing listens on now, on 127.0.0.1 (the canary's node, test servers). */
+export function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.listen(0, "127.0.0.1", () => {
+            const port = (s.address() as net.AddressInfo).port;
+            s.close(() => resolve(port));
+        });
+        s.on("error", reject);
+    });
 }

