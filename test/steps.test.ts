@@ -244,21 +244,21 @@ describe("preflight", () => {
     });
 
     it("after the stop, recognises this upgrade's own progress (X stopped, its snapshot taken, a hop's migrations pending)", async () => {
-        const t = await bootstrapped("own");
-        const state = xRunning();
-        const world = JSON.parse(readFileSync(state, "utf8")) as Record<string, { running: boolean }>;
-        world["pf-kong-3-4-3-node-0"].running = false;
-        writeFileSync(state, JSON.stringify(world));
-        ok(await migrate(t, "3.5.0", "up")); // the first hop ran up, then the run failed
-        const spec = { ...upgradeSpec(t.db, "3.5.0"), hops: ["3.5.0", "3.6.1", "3.7.1"] } as StepSpec;
+        // X is 3.5.0 and the first hop 3.6.1, whose migrations have a teardown: `up` leaves them
+        // pending (3.4 → 3.5 has none in Kong 3.7.1, so a 3.4.3 X would leave nothing pending).
+        const t = await bootstrapped("own", "3.5.0");
+        const state = fakeDockerState();
+        writeFileSync(state, JSON.stringify({ "pf-kong-3-5-0-node-0": { running: false, health: "", labels: { "kong-upgrade.stack": "pf", "kong-upgrade.version": "3.5.0", "kong-upgrade.role": "node" } } }));
+        ok(await migrate(t, "3.6.1", "up")); // the first hop ran up, then the run failed
+        const spec = { ...upgradeSpec(t.db, "3.6.1"), cluster: cluster("pf", "3.5.0", [{ container: "pf-kong-3-5-0-node-0" }]), hops: ["3.6.1", "3.7.1"] } as StepSpec;
         // X stopped but no snapshot of this upgrade: not this upgrade's doing, refused as before.
         const before = await runStep(spec, { ...t, env: { FAKE_DOCKER_STATE: state } });
-        assert.equal(before.code, 1);
+        assert.equal(before.code, 1, before.stderr);
         assert.match(before.stderr, /an earlier upgrade was not finished/);
-        ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false }, t));
+        ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.5.0", to: "3.7.1", terminateSessions: false }, t));
         const again = ok(await runStep(spec, { ...t, env: { FAKE_DOCKER_STATE: state } }));
-        assert.match(JSON.stringify(again.notes), /this upgrade is under way: 3\.4\.3 is stopped/);
-        assert.match(JSON.stringify(again.notes), /pending migrations belong to this upgrade \(3\.5\.0 → 3\.6\.1 → 3\.7\.1\)/);
+        assert.match(JSON.stringify(again.notes), /this upgrade is under way: 3\.5\.0 is stopped/);
+        assert.match(JSON.stringify(again.notes), /pending migrations belong to this upgrade \(3\.6\.1 → 3\.7\.1\)/);
     });
 
     it("refuses a live migrations lock and reports an expired one", async () => {
