@@ -204,22 +204,23 @@ describe("upgrade 3.4.3 → 3.7.1 through 3.5 and 3.6", () => {
     });
 
     it("a migration step runs ONE Kong container: the list before, the command and the list after inside it", async () => {
-        const t = await bootstrapped("onecontainer");
+        // 3.5 → 3.6: migrations with a teardown, so `up` leaves them pending (3.4 → 3.5 has none in Kong 3.7.1).
+        const t = await bootstrapped("onecontainer", "3.5.0");
         const state = fakeDockerState();
         // Through the (fake) docker CLI, not the local stand-in: `docker run … kong:<v> sh -c <script>`.
         const env = { FAKE_DOCKER_STATE: state, FAKE_DOCKER_KONG: STANDIN, KONG_UPGRADE_KONG_COMMAND: "" };
-        const up = ok(await migrate(t, "3.5.0", "up", env));
+        const up = ok(await migrate(t, "3.6.1", "up", env));
         assert.deepEqual([up.before, up.after, up.ran, up.kongContainers], ["new", "pending", 1, 1]);
         assert.ok((up.kongSeconds as number) > 0 && (up.listSeconds as number) > 0, "the command and the lists are timed apart");
-        const fin = ok(await migrate(t, "3.5.0", "finish", env));
+        const fin = ok(await migrate(t, "3.6.1", "finish", env));
         assert.deepEqual([fin.before, fin.after, fin.ran], ["pending", "up-to-date", 1]);
-        const again = ok(await migrate(t, "3.5.0", "finish", env));
+        const again = ok(await migrate(t, "3.6.1", "finish", env));
         assert.deepEqual([again.before, again.after, again.ran, again.kongSeconds], ["up-to-date", "up-to-date", 0, 0]);
         const runs = readFileSync(`${state}.log`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as string[]).filter((a) => a[0] === "run");
         assert.equal(runs.length, 3, "one container per step");
-        for (const argv of runs) assert.deepEqual(argv.slice(-4, -1), ["kong:3.5.0", "sh", "-c"]);
-        const core = await query<{ pending: string[] }>(t.db, t.password, "SELECT pending FROM schema_meta WHERE subsystem = 'core'");
-        assert.deepEqual(core[0].pending, []);
+        for (const argv of runs) assert.deepEqual(argv.slice(-4, -1), ["kong:3.6.1", "sh", "-c"]);
+        const pending = await query<{ subsystem: string }>(t.db, t.password, "SELECT subsystem FROM schema_meta WHERE cardinality(pending) > 0");
+        assert.deepEqual(pending, []);
     });
 
     it("up that Kong aborts because another runner holds the lock is a failure, not a success", async () => {
@@ -253,26 +254,26 @@ describe("preflight", () => {
     });
 
     it("after the stop, recognises this upgrade's own progress (X stopped, its snapshot taken, a hop's migrations pending)", async () => {
-        const t = await bootstrapped("own");
-        const state = xRunning();
-        const world = JSON.parse(readFileSync(state, "utf8")) as Record<string, { running: boolean }>;
-        world["pf-kong-3-4-3-node-0"].running = false;
-        writeFileSync(state, JSON.stringify(world));
+        // X is 3.5.0 and the first hop 3.6.1, whose migrations have a teardown: `up` leaves them
+        // pending (3.4 → 3.5 has none in Kong 3.7.1, so a 3.4.3 X would leave nothing pending).
+        const t = await bootstrapped("own", "3.5.0");
+        const state = fakeDockerState();
+        writeFileSync(state, JSON.stringify({ "pf-kong-3-5-0-node-0": { running: false, health: "", labels: { "kong-upgrade.stack": "pf", "kong-upgrade.version": "3.5.0", "kong-upgrade.role": "node" } } }));
         // This upgrade's snapshot is taken at X, as the runbook does, then hidden under another name
         // to stand for "no snapshot of this upgrade" until it is named back.
-        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.4.3", to: "3.7.1", terminateSessions: false, ...WHOSE }, t));
+        const snap = ok(await runStep({ step: "snapshot", db: t.db, strategy: "template", prefix: PREFIX(t.db), from: "3.5.0", to: "3.7.1", terminateSessions: false, stack: "st", hops: ["3.6.1", "3.7.1"] }, t));
         const name = String(snap.snapshot);
         await query(t.db, t.password, `ALTER DATABASE "${name}" RENAME TO "hidden_${t.db.database}"`, "postgres");
-        ok(await migrate(t, "3.5.0", "up")); // the first hop ran up, then the run failed
-        const spec = { ...upgradeSpec(t.db, "3.5.0"), hops: ["3.5.0", "3.6.1", "3.7.1"] } as StepSpec;
+        ok(await migrate(t, "3.6.1", "up")); // the first hop ran up, then the run failed
+        const spec = { ...upgradeSpec(t.db, "3.6.1"), cluster: cluster("pf", "3.5.0", [{ container: "pf-kong-3-5-0-node-0" }]), hops: ["3.6.1", "3.7.1"] } as StepSpec;
         // X stopped but no snapshot of this upgrade: not this upgrade's doing, refused as before.
         const before = await runStep(spec, { ...t, env: { FAKE_DOCKER_STATE: state } });
-        assert.equal(before.code, 1);
+        assert.equal(before.code, 1, before.stderr);
         assert.match(before.stderr, /an earlier upgrade was not finished/);
         await query(t.db, t.password, `ALTER DATABASE "hidden_${t.db.database}" RENAME TO "${name}"`, "postgres");
         const again = ok(await runStep(spec, { ...t, env: { FAKE_DOCKER_STATE: state } }));
-        assert.match(JSON.stringify(again.notes), /this upgrade is under way: 3\.4\.3 is stopped/);
-        assert.match(JSON.stringify(again.notes), /pending migrations belong to this upgrade \(3\.5\.0 → 3\.6\.1 → 3\.7\.1\)/);
+        assert.match(JSON.stringify(again.notes), /this upgrade is under way: 3\.5\.0 is stopped/);
+        assert.match(JSON.stringify(again.notes), /pending migrations belong to this upgrade \(3\.6\.1 → 3\.7\.1\)/);
     });
 
     it("refuses a live migrations lock and reports an expired one", async () => {
