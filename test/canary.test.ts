@@ -118,7 +118,9 @@ describe("canary: the whole rehearsal", () => {
         const r = await s.run();
         assert.equal(r.code, 0, r.stderr);
         const out = r.result as { entityCounts: Record<string, number>; forecast: { windowSeconds: number; parts: Record<string, number> } };
-        assert.deepEqual(out.entityCounts, { services: 40, routes: 40, consumers: 25, plugins: 40, upstreams: 0, targets: 0 });
+        // Every table of Kong's schema is counted; these are the ones the test wrote.
+        const wrote = { services: 40, routes: 40, consumers: 25, plugins: 40, upstreams: 0, targets: 0 };
+        assert.deepEqual(Object.fromEntries(Object.keys(wrote).map((t) => [t, out.entityCounts[t]])), wrote);
         assert.deepEqual(Object.keys(out.forecast.parts).sort(), ["finish 3.5.0", "finish 3.6.1", "finish 3.7.1", "snapshot", "start", "step start-up",
             "stop", "up 3.5.0", "up 3.6.1", "up 3.7.1", "verify"].sort());
         const sum = Object.values(out.forecast.parts).reduce((a, b) => a + b, 0);
