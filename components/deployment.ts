@@ -483,7 +483,9 @@ export class KongDeployment extends pulumi.ComponentResource {
                 return canaryCommand(name, {
                     settings: s, db: this.dbTarget(), kongRun: (v) => this.kongRun(v), docker: this.toolsEndpoint(), secrets,
                     clusterCert: s.kong.role === "hybrid" ? this.clusterCert : undefined,
-                    identity: { ...this.upgradeIdentity(), image: s.kong.image, plugins: s.kong.plugins },
+                    // The upgrade only: an image or plugins edit re-runs the migrations, but a canary
+                    // run again after X stopped would clone a half-migrated database.
+                    identity: this.upgradeIdentity(),
                 }, opts);
             case "restore":
                 return stepCommand(name, {

@@ -13,7 +13,7 @@ import { STEP_PROGRAMS_MAIN, ensureStepPrograms } from "./stepbuild";
  * |---|---|---|
  * | bootstrap | database (name, schema) | once in a database's life |
  * | preflight (upgrade) | stack, database, X, Y, hops | checks before this upgrade stops X |
- * | canary | stack, database, X, Y, hops, image, plugins | the whole upgrade proven on a clone, before X stops |
+ * | canary | stack, database, X, Y, hops | the whole path proven on a clone before X stops; never again once X stopped |
  * | preflight (rollback) | stack, database, X, Y, snapshot asked for | checks before this rollback stops Y |
  * | stop | version, containers (and their hosts) | which nodes it stops |
  * | snapshot | stack, database, X, Y, hops, strategy | one snapshot per upgrade and strategy |

@@ -163,9 +163,11 @@ describe("reproductions of issue 10", () => {
         const spec = { ...snapSpec(t.db, "hm"), firstHop: kongRun(t.db, "3.5.0") } as StepSpec;
         ok(await runStep(spec, t));
         ok(await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") }, t));
-        refused(await runStep(spec, t), /is not at Kong 3\.4\.3: migrations are pending \(core: 021_340_to_350\).*name the upgrade's snapshot with upgrade\.snapshot/);
+        // Kong 3.7.1's catalog gives 3.4 → 3.5 no teardown, so after `up` nothing is pending: the
+        // first hop's list finds nothing new, and the step names the schema_meta it found.
+        refused(await runStep(spec, t), /is not at Kong 3\.4\.3: (migrations are pending|kong migrations list with kong:3\.5\.0 finds nothing new).*core last executed 021_340_to_350.*name the upgrade's snapshot with upgrade\.snapshot/);
         ok(await runStep({ step: "migrations", phase: "finish", db: t.db, kong: kongRun(t.db, "3.5.0") }, t));
-        refused(await runStep(spec, t), /hop 3\.5\.0 has already migrated it \(schema_meta: core last executed 021_340_to_350/);
+        refused(await runStep(spec, t), /hop 3\.5\.0 has already migrated it \(schema_meta: .*core last executed 021_340_to_350/);
         const snaps = await admin.query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", [snapshotPrefix("hm", t.db.database, "3.4.3", "3.7.1")]);
         assert.equal(snaps.rowCount, 1, "only the snapshot taken at X exists");
     });
