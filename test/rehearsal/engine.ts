@@ -356,10 +356,11 @@ export async function up(opts: RunOptions): Promise<boolean> {
             const old = state.resources[reg.urn];
             // ignoreChanges: the stored value stands in for the new one before diffing.
             if (old) for (const key of reg.ignoreChanges) if (key in old.inputs) inputs[key] = old.inputs[key];
-            // A Command's `triggers` change is a replacement (the SDK's replaceOnChanges), and the
-            // engine creates the replacement from the program's values, not the ignored old ones.
+            // A Command's `triggers` change is a replacement (the SDK's replaceOnChanges), unless
+            // `triggers` itself is ignored; the engine creates the replacement from the program's
+            // values, not the ignored old ones.
             const triggered = args.type === "command:local:Command" && old !== undefined
-                && JSON.stringify(old.inputs.triggers) !== JSON.stringify(goal.triggers);
+                && JSON.stringify(old.inputs.triggers) !== JSON.stringify(inputs.triggers);
             if (triggered) inputs = goal;
             if (args.type.startsWith("pulumi:providers:")) {
                 providers.set(reg.urn, inputs);
