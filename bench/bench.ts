@@ -71,6 +71,22 @@ export async function countEntities(c: Client): Promise<number> {
     return Number(r.rows[0].n);
 }
 
+/** Fills a bootstrapped database with `size.entities` Kong-shaped entities; returns what it holds. */
+export async function fill(db: DbTarget, password: string, size: { label: string; entities: number }): Promise<{ entities: number; mb: number }> {
+    const c = new Client({ ...db, password });
+    await c.connect();
+    try {
+        process.stderr.write(`generating ${size.label} (${size.entities} entities)… `);
+        await generate(c, size.entities);
+        const entities = await countEntities(c);
+        const mb = Number((await c.query<{ s: string }>("SELECT pg_database_size(current_database()) AS s")).rows[0].s) / 1e6;
+        process.stderr.write(`${entities} entities, ${mb.toFixed(1)} MB\n`);
+        return { entities, mb };
+    } finally {
+        await c.end();
+    }
+}
+
 function table(rows: string[][]): string {
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     return rows.map((r, j) => {
@@ -104,14 +120,7 @@ async function main(): Promise<void> {
                 env: { ...process.env, KONG_VERSION: "3.4.3", KONG_PG_HOST: t.db.host, KONG_PG_PORT: String(t.db.port), KONG_PG_USER: t.db.user,
                     KONG_PG_PASSWORD: t.password, KONG_PG_DATABASE: t.db.database }, encoding: "utf8" });
             if (boot.status !== 0) throw new Error(`bootstrap failed: ${boot.stderr}`);
-            const c = new Client({ ...t.db, password: t.password });
-            await c.connect();
-            process.stderr.write(`generating ${size.label} (${size.entities} entities)… `);
-            await generate(c, size.entities);
-            const entities = await countEntities(c);
-            const mb = Number((await c.query<{ s: string }>("SELECT pg_database_size(current_database()) AS s")).rows[0].s) / 1e6;
-            await c.end();
-            process.stderr.write(`${entities} entities, ${mb.toFixed(1)} MB\n`);
+            const { entities, mb } = await fill(t.db, t.password, size);
             const db: DbTarget = t.db;
             const dump: DumpTarget = { image: "", network: "", directory: dumpDir, host: db.host, port: db.port };
             const figures: Figure[] = [];
