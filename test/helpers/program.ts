@@ -1,6 +1,8 @@
 // Evaluates the Pulumi program under mocks in a child process (Pulumi's runtime is process-wide)
 // and offers graph queries over what it registered.
 import { execFile } from "child_process";
+import { strict as assert } from "assert";
+import { before, it } from "node:test";
 import * as path from "path";
 import { Evaluation, Registration } from "../../bin/evaluate";
 
@@ -83,5 +85,24 @@ export class Graph {
     spec(name: string): Record<string, unknown> {
         const env = this.get(name).inputs.environment as Record<string, string>;
         return JSON.parse(env.KONG_UPGRADE_SPEC) as Record<string, unknown>;
+    }
+}
+
+/**
+ * Inside a describe: each configuration is evaluated once (in parallel) and must be refused with a
+ * message matching its pattern, one test per case.
+ */
+export function itRefuses(cases: Array<[string, ProgramConfig, RegExp]>): void {
+    const results = new Map<string, Evaluation>();
+    before(async () => {
+        const all = await Promise.all(cases.map(([, config]) => evaluate(config)));
+        cases.forEach(([label], i) => results.set(label, all[i]));
+    });
+    for (const [label, , message] of cases) {
+        it(label, () => {
+            const ev = results.get(label)!;
+            assert.equal(ev.ok, false, `${label} was accepted`);
+            if (!ev.ok) assert.match(ev.error, message);
+        });
     }
 }
