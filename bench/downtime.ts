@@ -51,7 +51,10 @@ export function breakdown(tl: TimelineEntry[]): Breakdown | string {
     const yStart = nodes.length && nodes.every((e) => e.statusAt !== undefined)
         ? (Math.max(...nodes.map((e) => e.statusAt!)) - Math.min(...nodes.map((e) => e.start))) / 1000 : 0;
     const total = stop + snapshot + migrations + yStart;
-    const window = (end.end - start.start) / 1000;
+    // X stops serving when its `docker stop` is issued (SIGQUIT): the stop step's own start-up
+    // before that is X still serving, so the window opens there.
+    const opened = num(start.result?.stoppingAt) || start.start;
+    const window = (end.end - opened) / 1000;
     return {
         window, kinds: out, gaps, startup, containers: results.reduce((a, r) => a + num(r.kongContainers), 0),
         kong: { stop, snapshot, migrations, yStart, total }, ours: window - total,

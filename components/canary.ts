@@ -24,6 +24,8 @@ export interface CanaryCommandArgs {
     clusterCert?: pulumi.Output<{ cert: string; key: string }>;
     /** What the canary is (step.ts): this upgrade and what its migrations run with; a change re-runs it. */
     identity: StepIdentity;
+    /** The upgrade preflight's result: the catalogs its migrations and verify gate with, as the real steps do. */
+    catalogs?: pulumi.Input<string>;
 }
 
 /** The canary's spec: every hop of the real run, one node of Y, the snapshot strategy to measure. */
@@ -49,7 +51,7 @@ export function canaryCommand(name: string, a: CanaryCommandArgs, opts: pulumi.C
         secrets[CANARY_SECRET_ENV.clusterCert] = pulumi.secret(a.clusterCert.apply((c) => c.cert));
         secrets[CANARY_SECRET_ENV.clusterCertKey] = pulumi.secret(a.clusterCert.apply((c) => c.key));
     }
-    return stepCommand(name, { spec: canarySpec(a), secrets, identity: a.identity }, opts);
+    return stepCommand(name, { spec: canarySpec(a), secrets, identity: a.identity, catalogs: a.catalogs }, opts);
 }
 
 /** The `forecast` stack output: the expected downtime window and its parts, from the canary's result. */

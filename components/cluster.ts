@@ -117,6 +117,13 @@ export interface KongClusterArgs {
      * the nodes start together (a fresh cluster inside the downtime window).
      */
     rollingGate?: (index: number, node: docker.Container) => pulumi.Resource;
+    /**
+     * A step polls each node's /status right after its creation (an upgrade's or rollback's
+     * verify, every 100 ms): creating a node then does not wait for Docker's health check, whose
+     * interval would add up to one interval to the downtime window. Default false: creation waits
+     * until Docker reports the node healthy.
+     */
+    readinessPolled?: boolean;
 }
 
 /** One Kong node container; its inputs depend only on version, kind and settings. */
@@ -139,7 +146,7 @@ export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "a
         // per node per second (the image's own default is 10s). 120 failures in a row (2 min)
         // before unhealthy, as before; the start period forgives the failures of Kong's start.
         healthcheck: { tests: ["CMD", "kong", "health"], interval: "1s", timeout: "10s", retries: 120, startPeriod: "5s" },
-        wait: true,
+        wait: !args.readinessPolled,
         waitTimeout: k.healthTimeoutSeconds,
         restart: "unless-stopped",
         // Kong's image stops gracefully on SIGQUIT; give in-flight requests time to drain.
@@ -150,7 +157,9 @@ export function kongNode(parent: pulumi.Resource, args: Omit<KongClusterArgs, "a
             { label: "kong-upgrade.version", value: args.version.text },
             { label: "kong-upgrade.role", value: kind === "dp" ? "data-plane" : "node" },
         ],
-    }, { parent, dependsOn: after, provider: host.provider });
+    // `wait` matters only when a node is created (pulumi-facts §3.3): a node created with it
+    // stays as it is when it serves on as X, so its declaration never shows a diff for it.
+    }, { parent, dependsOn: after, provider: host.provider, ignoreChanges: ["wait"] });
 }
 
 /**

@@ -138,6 +138,8 @@ export class KongDeployment extends pulumi.ComponentResource {
                         version: v, kong: this.s.kong, env: this.nodeEnv(kind), files: this.caFiles(), hostOf: (i) => this.nodeHost(v, kind, i),
                         contractOf: (i) => this.contract(v, kind, i), stack: this.s.stack, after,
                         rollingGate: rolling ? (i, node) => this.statusGate(v, kind, i, node) : undefined,
+                        // Inside the window, verify notices each node's readiness itself.
+                        readinessPolled: !rolling,
                     }, { parent: this });
                     serving.nodes.forEach((node, i) => this.done.set(names.node(v, i, kind), [node]));
                     serving.gates.forEach((gate, i) => this.done.set(names.status(names.node(v, i, kind)), [gate]));
@@ -417,6 +419,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                         step: "preflight", mode: "upgrade", db: this.dbTarget(), kong: this.kongRun(this.firstHop()),
                         cluster: this.clusterRef(x), to: u!.to.text, snapshotPrefix: names.snapshotPrefix(s.stack, s.database.name, x, u!.to),
                         hops: upgradeChain(x, u!.via, u!.to).map((v) => v.text), dumpDirectory: dump?.directory,
+                        hopRuns: upgradeChain(x, u!.via, u!.to).map((v) => this.kongRun(v)),
                     }, secrets, identity: { mode: "upgrade", ...this.upgradeIdentity() },
                 }, opts);
             case "stop": {
@@ -476,7 +479,7 @@ export class KongDeployment extends pulumi.ComponentResource {
             case "migrations-finish":
                 return stepCommand(name, {
                     spec: { step: "migrations", phase: step.kind === "migrations-up" ? "up" : "finish", db: this.dbTarget(), kong: this.kongRun(step.version!) },
-                    secrets,
+                    secrets, catalogs: this.learntCatalogs(),
                     identity: { version: step.version!.text, phase: step.kind === "migrations-up" ? "up" : "finish", image: this.imageRef(step.version!), plugins: s.kong.plugins },
                 }, opts);
             case "canary":
@@ -485,7 +488,7 @@ export class KongDeployment extends pulumi.ComponentResource {
                     clusterCert: s.kong.role === "hybrid" ? this.clusterCert : undefined,
                     // The upgrade only: an image or plugins edit re-runs the migrations, but a canary
                     // run again after X stopped would clone a half-migrated database.
-                    identity: this.upgradeIdentity(),
+                    identity: this.upgradeIdentity(), catalogs: this.learntCatalogs(),
                 }, opts);
             case "restore":
                 return stepCommand(name, {
@@ -503,10 +506,20 @@ export class KongDeployment extends pulumi.ComponentResource {
                         timeoutSeconds: s.kong.healthTimeoutSeconds, smokePath: s.kong.role === "hybrid" ? undefined : s.kong.smokePath,
                     },
                     secrets, expect: snapshot, identity: this.clusterIdentity(step.version!),
+                    // An upgrade's verify checks Y's migration state against Y's catalog.
+                    catalogs: u && !u.rollback ? this.learntCatalogs() : undefined,
                 }, opts);
             default:
                 throw new Error(`internal: no resource for step kind ${step.kind}`);
         }
+    }
+
+    /** The upgrade preflight's stdout (secret): the catalogs it learnt. Undefined outside an upgrade. */
+    private learntCatalogs(): pulumi.Output<string> | undefined {
+        const u = this.s.upgrade;
+        if (!u || u.rollback) return undefined;
+        const preflight = this.done.get(names.preflight(this.s.kong.version, u.to))?.[0] as command.local.Command | undefined;
+        return preflight?.stdout;
     }
 
     private firstHop(): KongVersion {

@@ -1,6 +1,6 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { EXPECT_ENV, SPEC_ENV, StepSpec } from "../steps/lib/spec";
+import { CATALOG_ENV, EXPECT_ENV, SPEC_ENV, StepSpec } from "../steps/lib/spec";
 import { STEP_PROGRAMS_MAIN, ensureStepPrograms } from "./stepbuild";
 
 /**
@@ -46,6 +46,8 @@ export interface StepCommandArgs {
     secrets: Record<string, pulumi.Input<string>>;
     /** Result of an earlier step that this one checks against (verify ← snapshot/restore). */
     expect?: pulumi.Input<string>;
+    /** The upgrade preflight's result: the migration catalogs it learnt (steps/lib/migrationstate.ts). */
+    catalogs?: pulumi.Input<string>;
     /** Also part of the identity, known only at deployment (a node's container id). */
     identityInputs?: pulumi.Input<string>[];
 }
@@ -86,6 +88,7 @@ export function stepCommand(name: string, args: StepCommandArgs, opts: pulumi.Cu
         ...args.secrets,
     };
     if (args.expect !== undefined) environment[EXPECT_ENV] = args.expect;
+    if (args.catalogs !== undefined) environment[CATALOG_ENV] = args.catalogs;
     return new command.local.Command(name, {
         create: stepCommandLine(args.spec.step),
         environment,

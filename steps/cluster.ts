@@ -41,6 +41,7 @@ function byHost(nodes: NodeRef[]): Array<{ endpoint?: DockerEndpoint; nodes: Nod
 async function stopNodes(spec: Stop): Promise<object> {
     // Hosts drain in parallel: the downtime is one drain period, not one per host.
     let stopSeconds = 0; // `docker stop` itself, Kong's graceful exit (the bench's "Kong's own")
+    let stoppingAt: number | undefined; // when the first `docker stop` was issued: X stops serving, the window opens
     const perHost = await Promise.all(byHost(spec.cluster.nodes).map(async ({ endpoint, nodes }) => {
         const here: string[] = [];
         const gone: string[] = [];
@@ -48,6 +49,7 @@ async function stopNodes(spec: Stop): Promise<object> {
         if (here.length === 0) return { here, gone };
         progress(`stopping ${spec.cluster.version}${onHost(endpoint)}: ${here.join(", ")} (${spec.drainSeconds}s to drain)`);
         const t = Date.now();
+        stoppingAt = Math.min(stoppingAt ?? t, t);
         const r = await docker(["stop", "--time", String(spec.drainSeconds), ...here], {}, spec.drainSeconds + 60, endpoint);
         if (r.code !== 0) throw new StepError(`docker stop${onHost(endpoint)} failed: ${r.stderr.trim()}`);
         stopSeconds = Math.max(stopSeconds, (Date.now() - t) / 1000);
@@ -61,7 +63,7 @@ async function stopNodes(spec: Stop): Promise<object> {
     const absent = perHost.flatMap((h) => h.gone);
     if (absent.length > 0) progress(`not present, nothing to stop: ${absent.join(", ")}`);
     progress(`cluster ${spec.cluster.version} is down`);
-    return { stopped: present, absent, stopSeconds };
+    return { stopped: present, absent, stopSeconds, ...(stoppingAt !== undefined ? { stoppingAt } : {}) };
 }
 
 /** Starts every node (running ones are left alone) and waits until Docker reports each healthy. */

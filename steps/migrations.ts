@@ -1,11 +1,17 @@
-// migrations: `kong migrations up` or `finish` with one version's image, run once, gated on the
-// state `kong migrations list` reports before and after: exit 0 alone proves nothing, e.g. when
-// another runner held the lock Kong prints "aborted: …" and exits 0 (kong-facts §1.3, §9).
-// The list before, the command and the list after run in ONE container (runKongSequence): each
-// Kong container costs its own start inside the downtime window.
+// migrations: `kong migrations up` or `finish` with one version's image, run once, gated on
+// Kong's migration state before and after: exit 0 alone proves nothing, e.g. when another runner
+// held the lock Kong prints "aborted: …" and exits 0 (kong-facts §1.3, §9).
+// The state comes from schema_meta, classified against the catalog preflight learnt for this
+// image and these settings (lib/migrationstate.ts: exactly Kong's own classification), so the
+// downtime window holds one Kong container per step: the command's. Without a catalog (Kong
+// before 3.0 has no `status`, or the settings changed since preflight) the list before, the
+// command and the list after run in one container (runKongSequence).
 import { KongCallResult, MigrationState, listState, migrationsList, migrationsStatus, runKong, runKongSequence } from "./lib/kong";
 import { StepError, progress } from "./lib/log";
-import { KongRun, StepSpec } from "./lib/spec";
+import { CATALOG_ENV, KongRun, StepSpec } from "./lib/spec";
+import { LearntCatalog, catalogFor, classify, describeState, learntCatalogs, readMigrationRows } from "./lib/migrationstate";
+import { withDatabase } from "./lib/db";
+import { databasePassword } from "./lib/secrets";
 
 type Migrations = Extract<StepSpec, { step: "migrations" }>;
 
@@ -42,7 +48,95 @@ function refuse(state: MigrationState, version: string, output: string): never {
     throw new StepError(`unexpected migration state ${state} for Kong ${version}:\n${output}`);
 }
 
-export async function migrations(spec: Migrations): Promise<object> {
+/** `learnt`: the catalogs preflight learnt; by default from KONG_UPGRADE_CATALOGS. */
+export async function migrations(spec: Migrations, learnt = learntCatalogs(process.env[CATALOG_ENV])): Promise<object> {
+    const catalog = catalogFor(learnt, spec.kong);
+    if (catalog) return migrationsByCatalog(spec, catalog);
+    progress(`no catalog of ${spec.kong.image} with these settings from preflight: asking kong migrations list`);
+    return migrationsByList(spec);
+}
+
+/**
+ * The state before from schema_meta; the command, when due, in the step's only Kong container;
+ * the state after from schema_meta. The same decisions as migrationsByList, on the same states.
+ */
+async function migrationsByCatalog(spec: Migrations, catalog: LearntCatalog): Promise<object> {
+    const run = spec.kong;
+    const pw = databasePassword();
+    let stateSeconds = 0;
+    const read = async () => {
+        const t = Date.now();
+        const s = classify(await withDatabase(spec.db, pw, readMigrationRows), catalog.subsystems);
+        stateSeconds += (Date.now() - t) / 1000;
+        return s;
+    };
+    const before = await read();
+    progress(`before ${spec.phase}: ${before.state} (schema_meta against ${run.image}'s catalog)`);
+    const ran: Array<{ phase: "up" | "finish"; call: KongCallResult; containerSeconds: number }> = [];
+    const exec = async (phase: "up" | "finish") => {
+        progress(`kong migrations ${phase} with ${run.image}`);
+        const seq = await runKongSequence(run, [{ args: command(run, phase) }], run.lockTimeoutSeconds + 300);
+        const call = seq.results[0];
+        if (call.output) process.stderr.write(`${call.output}\n`);
+        if (call.code !== 0) failed(run, phase, call);
+        ran.push({ phase, call, containerSeconds: seq.containerSeconds });
+    };
+    const hasNew = Object.keys(before.new).length > 0;
+    if (spec.phase === "up") {
+        switch (before.state) {
+            case "new":
+                await exec("up");
+                break;
+            case "up-to-date":
+                progress(`nothing new for ${run.version}: up already ran`);
+                break;
+            case "pending":
+                // As migrationsByList: pending ones here come from this step's interrupted run.
+                if (hasNew) {
+                    progress(`an interrupted up left migrations pending and others new: finishing the pending ones, then up`);
+                    await exec("finish");
+                    await exec("up");
+                } else {
+                    progress(`up already ran for ${run.version}; its migrations await finish`);
+                }
+                break;
+            default:
+                refuse(before.state, run.version, describeState(before));
+        }
+    } else {
+        switch (before.state) {
+            case "pending":
+                await exec("finish");
+                break;
+            case "up-to-date":
+                progress(`nothing pending for ${run.version}: finish already ran`);
+                break;
+            case "new":
+                throw new StepError(`kong migrations up has not completed for ${run.version}: new migrations:\n${describeState(before)}`);
+            default:
+                refuse(before.state, run.version, describeState(before));
+        }
+    }
+    const after = ran.length > 0 ? await read() : before;
+    progress(`after ${spec.phase}: ${after.state}`);
+    const ok = spec.phase === "up" ? after.state === "pending" || after.state === "up-to-date" : after.state === "up-to-date";
+    if (!ok) {
+        const aborted = ran.some((r) => r.call.output.includes("aborted: another node is performing database changes"));
+        throw new StepError(`kong migrations ${spec.phase} (${run.version}) exited 0 but the database is now ${after.state}` +
+            (aborted ? `: Kong aborted because another node held the migrations lock; nothing was migrated. Run pulumi up again once it is free` : "") +
+            `:\n${describeState(after)}`);
+    }
+    // For the bench: the command and its container are Kong's own; reading the state is ours.
+    const own = ran.find((r) => r.phase === spec.phase);
+    return {
+        version: run.version, phase: spec.phase, before: before.state, after: after.state, ran: ran.length, gate: "schema_meta",
+        kongContainers: ran.length, kongSeconds: own ? own.call.seconds : 0, listSeconds: 0, stateSeconds,
+        containerSeconds: ran.reduce((a, r) => a + r.containerSeconds, 0),
+    };
+}
+
+/** The gate through `kong migrations list`, in the command's container (no catalog for this run). */
+async function migrationsByList(spec: Migrations): Promise<object> {
     const run = spec.kong;
     // The command runs only when the list before says it has work (up: new, 5; finish: pending,
     // 4), and the list after only when the command exited 0.
@@ -123,7 +217,7 @@ export async function migrations(spec: Migrations): Promise<object> {
     // (the lists that gate it, and any further container).
     const lists = seq.results.filter((r) => r.args === LIST).reduce((a, r) => a + r.seconds, 0);
     return {
-        version: run.version, phase: spec.phase, before: before.state, after: after.state, ran: ran.length,
+        version: run.version, phase: spec.phase, before: before.state, after: after.state, ran: ran.length, gate: "list",
         kongContainers: containers, kongSeconds: cmd ? cmd.seconds : 0, listSeconds: lists, containerSeconds: seq.containerSeconds,
     };
 }

@@ -3,9 +3,10 @@
 import { Client } from "pg";
 import { isFrozen, liftReadOnly, migrationsLock, withDatabase, withServer } from "./lib/db";
 import { inspectContainer, onHost, runningWithLabels } from "./lib/docker";
-import { migrationsList } from "./lib/kong";
+import { MigrationState, MigrationStatus, migrationsList, migrationsStatus } from "./lib/kong";
+import { LearntCatalog, catalogFingerprint, catalogFromStatus } from "./lib/migrationstate";
 import { StepError, progress } from "./lib/log";
-import { ClusterRef, DbTarget, StepSpec } from "./lib/spec";
+import { ClusterRef, DbTarget, KongRun, StepSpec } from "./lib/spec";
 import { checkSnapshotPresent, chooseSnapshot, restoredBy } from "./restore";
 import { databasePassword } from "./lib/secrets";
 import { dumpFolder, dumpRecords } from "./lib/snapshots";
@@ -95,7 +96,11 @@ export async function preflight(spec: Preflight): Promise<object> {
         notes.push(own);
         progress(own);
     }
-    const list = await migrationsList(spec.kong);
+    // Each hop's catalog, learnt here while X serves, so the steps inside the window read the state
+    // from schema_meta rather than start Kong for it; the first hop's status is also the state now.
+    const learnt = await learnCatalogs(spec.hopRuns ?? [], notes);
+    const first = learnt.find((l) => l.run.version === spec.kong.version && l.status);
+    const list = first?.status ? stateOfStatus(first.status) : await migrationsList(spec.kong);
     switch (list.state) {
         case "new":
             progress(`kong migrations list with ${spec.kong.image}: new migrations to run`);
@@ -132,5 +137,36 @@ export async function preflight(spec: Preflight): Promise<object> {
             `promote ${versions[0]} first (set kong.version: ${versions[0]} and remove the upgrade block), or roll it back with upgrade.rollback: true`);
     }
     progress(`preflight passed: ${spec.cluster.nodes.length} node(s) of ${spec.cluster.version} ready to stop`);
-    return { mode: "upgrade", notes };
+    return { mode: "upgrade", notes, catalogs: learnt.flatMap((l) => l.catalog ? [l.catalog] : []) };
+}
+
+/** `kong migrations status` as `list` would report it (cmd/migrations.lua 105-152), with a text for messages. */
+function stateOfStatus(status: MigrationStatus): { state: MigrationState; output: string } {
+    const lines = (label: string, e?: Array<{ subsystem: string; migrations: string[] }>) =>
+        e && e.length > 0 ? [`${label}:`, ...e.map((x) => `${x.subsystem}: ${x.migrations.join(", ")}`)] : [];
+    const output = [...lines("Executed migrations", status.executed_migrations), ...lines("Pending migrations", status.pending_migrations),
+        ...lines("New migrations available", status.new_migrations)].join("\n");
+    const state: MigrationState = status.needs_bootstrap ? "needs-bootstrap" : status.pending_migrations?.length ? "pending"
+        : status.new_migrations?.length ? "new" : "up-to-date";
+    return { state, output };
+}
+
+/**
+ * `kong migrations status` with every hop's run, side by side. A hop before 3.0 (no `status`) or
+ * whose status fails gets no catalog: its steps then ask `kong migrations list`, as before.
+ */
+async function learnCatalogs(runs: KongRun[], notes: string[]): Promise<Array<{ run: KongRun; status?: MigrationStatus; catalog?: LearntCatalog }>> {
+    return Promise.all(runs.map(async (run) => {
+        if (Number(run.version.split(".")[0]) < 3) return { run };
+        try {
+            const status = await migrationsStatus(run);
+            const subsystems = catalogFromStatus(status as unknown as Record<string, unknown>);
+            if (!subsystems.core) throw new StepError(`its status names no core migrations`);
+            return { run, status, catalog: { version: run.version, fingerprint: catalogFingerprint(run), subsystems } };
+        } catch (e) {
+            notes.push(`no catalog of ${run.image}: ${(e as Error).message.split("\n")[0]}; its steps will ask kong migrations list`);
+            progress(notes[notes.length - 1]);
+            return { run };
+        }
+    }));
 }

@@ -24,6 +24,12 @@ export const SPEC_ENV = "KONG_UPGRADE_SPEC";
  * and restore (which snapshot, whose, its checksum), the snapshot's or restore's for verify.
  */
 export const EXPECT_ENV = "KONG_UPGRADE_EXPECT";
+/**
+ * The upgrade preflight's result, from Pulumi state: the catalog of migrations each hop's image
+ * loads with this upgrade's settings, which the migration steps, the canary and verify classify
+ * schema_meta against (lib/migrationstate.ts) instead of starting Kong for `migrations list`.
+ */
+export const CATALOG_ENV = "KONG_UPGRADE_CATALOGS";
 
 /** Where Kong's database is, as seen from the machine that runs the step programs. */
 export interface DbTarget {
@@ -113,6 +119,11 @@ export type StepSpec =
         hops?: string[];
         /** `dump` snapshots: where this upgrade's snapshot would be. */
         dumpDirectory?: string;
+        /**
+         * Each hop's run (Y last): preflight learns the catalog of migrations each loads
+         * (`kong migrations status`, Kong 3.0+) for the steps inside the window. Absent: none learnt.
+         */
+        hopRuns?: KongRun[];
     }
     | {
         step: "preflight"; mode: "rollback"; db: DbTarget; cluster: ClusterRef; from: string;

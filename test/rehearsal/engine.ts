@@ -169,6 +169,10 @@ async function createContainer(name: string, i: Inputs, host: Host): Promise<Inp
         // Healthy before /status answered (a node without a database, a data plane): a second more, then give up.
         await Promise.race([probe, sleep(1000)]);
         probing.on = false;
+    } else {
+        // Not waited on (a step polls it): Kong's own start is still watched, in the background,
+        // until it answers or the wait timeout; `up` records it in the timeline at the end.
+        void probeStatus(name, i, { on: true });
     }
     return { ...i, id: await docker(["inspect", "-f", "{{.Id}}", String(i.name)], name, host) };
 }
@@ -340,6 +344,8 @@ export async function up(opts: RunOptions): Promise<boolean> {
     const state: State = existsSync(opts.stateFile) ? JSON.parse(readFileSync(opts.stateFile, "utf8")) as State : { resources: {} };
     for (const r of Object.values(state.resources)) if (r.type.startsWith("pulumi:providers:")) providers.set(r.urn, r.inputs);
     const seen = new Set<string>();
+    /** Containers created without a wait: their /status moment is known only later. */
+    const unseen: TimelineEntry[] = [];
     let failed: Error | undefined;
     const save = () => {
         writeFileSync(opts.stateFile, JSON.stringify(state, null, 1));
@@ -384,6 +390,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
                     entry.stepSeconds = entry.result?.seconds as number | undefined;
                 }
                 if (statusSeen.has(reg.name)) entry.statusAt = statusSeen.get(reg.name);
+                else if (args.type === "docker:index/container:Container") unseen.push(entry);
                 if (op !== "same") log(`  done ${reg.name} (${((entry.end - entry.start) / 1000).toFixed(2)}s)`);
                 state.resources[reg.urn] = {
                     urn: reg.urn, type: reg.type, name: reg.name, inputs, outputs, deps: reg.deps, parent: reg.parent,
@@ -402,6 +409,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
         },
     });
     if (!ev.ok) failed ??= new Error(ev.error);
+    for (const entry of unseen) if (statusSeen.has(entry.name)) entry.statusAt = statusSeen.get(entry.name);
     if (failed) {
         log(`update failed: nothing is deleted. ${failed.message.split("\n")[0]}`);
         save();
