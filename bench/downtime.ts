@@ -3,8 +3,9 @@
 // (its graceful exit), the snapshot's work, each `kong migrations up`/`finish` inside its
 // container plus that container's start and removal (one container per command is Kong's
 // minimum), and Y's nodes from creation until /status first answers. Ours: everything else —
-// step-program start-up, the lists that gate each command, extra containers, the health check's
-// and the waits' lag, verify's checks, gaps between steps.
+// step-program start-up, reading the migration state that gates each command (schema_meta, or
+// `kong migrations list` where no catalog was learnt), extra containers, the waits' lag,
+// verify's checks, gaps between steps. The window opens when X's `docker stop` is issued.
 import type { TimelineEntry } from "../test/rehearsal/engine";
 
 export interface Breakdown {
@@ -17,6 +18,10 @@ export interface Breakdown {
     containers: number;
     kong: { stop: number; snapshot: number; migrations: number; yStart: number; total: number };
     ours: number;
+    /** How the migration steps read the state that gates them, and what reading it took. */
+    gates: { schemaMeta: number; list: number; seconds: number };
+    /** From the stop step's start until X's `docker stop`: X still served. */
+    beforeStop: number;
 }
 
 const num = (v: unknown) => (typeof v === "number" ? v : 0);
@@ -55,9 +60,14 @@ export function breakdown(tl: TimelineEntry[]): Breakdown | string {
     // before that is X still serving, so the window opens there.
     const opened = num(start.result?.stoppingAt) || start.start;
     const window = (end.end - opened) / 1000;
+    const steps = inWindow.filter((e) => /^migrations-/.test(e.name)).map((e) => e.result ?? {});
+    const gates = {
+        schemaMeta: steps.filter((r) => r.gate === "schema_meta").length, list: steps.filter((r) => r.gate !== "schema_meta").length,
+        seconds: steps.reduce((a, r) => a + num(r.stateSeconds) + num(r.listSeconds), 0),
+    };
     return {
         window, kinds: out, gaps, startup, containers: results.reduce((a, r) => a + num(r.kongContainers), 0),
-        kong: { stop, snapshot, migrations, yStart, total }, ours: window - total,
+        kong: { stop, snapshot, migrations, yStart, total }, ours: window - total, gates, beforeStop: (opened - start.start) / 1000,
     };
 }
 
@@ -71,7 +81,9 @@ export function downtimeSection(tl: TimelineEntry[] | undefined, label: string, 
         lines.push(`  ${k.label.padEnd(11)} ${k.span.toFixed(2).padStart(6)}s` + (k.own !== undefined
             ? `  (step programs' own work ${k.own.toFixed(2)}s, their process start-up ${k.startup!.toFixed(2)}s, ${k.steps} step(s))` : ""));
     }
+    lines.push(`  the window opens at X's docker stop, ${b.beforeStop.toFixed(2)}s after the stop step started (X served until then)`);
     lines.push(`  gaps between steps ${b.gaps.toFixed(2)}s, step-program start-up ${b.startup.toFixed(2)}s; Kong CLI containers in the window: ${b.containers}`);
+    lines.push(`  migration state read from schema_meta by ${b.gates.schemaMeta} step(s), by kong migrations list by ${b.gates.list}: ${b.gates.seconds.toFixed(2)}s`);
     lines.push(`  Kong's own ${b.kong.total.toFixed(2)}s = X's docker stop ${b.kong.stop.toFixed(2)}s + snapshot ${b.kong.snapshot.toFixed(2)}s` +
         ` + up/finish in their containers ${b.kong.migrations.toFixed(2)}s + Y until /status answers ${b.kong.yStart.toFixed(2)}s`);
     lines.push(`  ours ${b.ours.toFixed(2)}s (the window less Kong's own)`);

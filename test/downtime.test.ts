@@ -36,6 +36,18 @@ describe("downtime breakdown", () => {
         assert.ok(Math.abs(b.startup - (0.1 + 0.1 + 0.1 + 0.1 + 0.1)) < 1e-9);
     });
 
+    it("opens the window when X's docker stop is issued, and tells the gates apart", () => {
+        const gated = tl.map((e) => e.name === "stop-kong-3-4-3" ? { ...e, result: { ...e.result, stoppingAt: T0 + 250 } }
+            : e.name === "migrations-up-3-5-0" ? { ...e, result: { ...e.result, gate: "schema_meta", stateSeconds: 0.05, listSeconds: 0 } } : e);
+        const b = breakdown(gated);
+        assert.ok(typeof b !== "string");
+        assert.equal(b.window, 6.75);
+        assert.equal(b.beforeStop, 0.25);
+        assert.ok(Math.abs(b.ours - (6.75 - 3.7)) < 1e-9);
+        assert.deepEqual([b.gates.schemaMeta, b.gates.list], [1, 1]);
+        assert.ok(Math.abs(b.gates.seconds - 0.45) < 1e-9);
+    });
+
     it("without an upgrade in the timeline says so", () => {
         assert.equal(typeof breakdown(tl.filter((e) => !e.name.startsWith("verify-"))), "string");
     });

@@ -152,7 +152,13 @@ async function chainMain(): Promise<string> {
     const upgrade = { ...cfg, upgrade: { to: Y, via: HOPS } };
     const run = await up(stack, upgrade, `upgrade ${VERSIONS.join(" → ")}`);
     assert.ok(run.ok, "upgrade failed");
-    assert.equal(await readEntities(18001), EXPECTED, "entities read back through Y's Admin API");
+    const read = await readEntities(18001).catch((e: Error) => {
+        // What Docker saw when Y's Admin API did not answer right after the run.
+        const ps = sh(["docker", "ps", "-a", "--filter", `label=kong-upgrade.stack=${stack}`, "--format", "{{.Names}} {{.Status}} {{.Ports}}"]);
+        const logs = sh(["docker", "logs", "--tail", "30", `${stack}-kong-${slug(Y)}-node-0`]);
+        throw new Error(`Y's Admin API on 18001 did not answer after the upgrade: ${e.message} (${String((e as { cause?: unknown }).cause)})\n${ps.out}\n${logs.out}`);
+    });
+    assert.equal(read, EXPECTED, "entities read back through Y's Admin API");
     assert.equal(((await admin(18001, "GET", "/")) as { version: string }).version, Y);
     assert.ok(!container(`${stack}-kong-${slug(X)}-node-0`).exists && !container(`${stack}-kong-${slug(X)}-node-1`).exists, "X's containers are gone");
     const snapshots = await databases(dbPort, `kong_%_snap_${slug(X).replace(/-/g, "_")}_to_${slug(Y).replace(/-/g, "_")}_%`);
