@@ -248,6 +248,79 @@ describe("kong migrations status", () => {
     });
 });
 
+// A migration in neither `executed` nor `pending`: State.load sets n = i + 1 only on reaching the
+// migration named last_executed, and files an absent one as new when `not n or i >= n`, else
+// missing (kong/db/migrations/state.lua:250-283). So only last_executed itself can be missing.
+describe("kong migrations: a migration the database has no record of", () => {
+    const CORE_TO_370 = `${CORE_TO_340}, 021_340_to_350, 022_350_to_360, 023_360_to_370`;
+    const forget = (t: Db, names: string[], lastExecuted?: string) => query(t,
+        "UPDATE schema_meta SET executed = (SELECT coalesce(array_agg(e), '{}') FROM unnest(executed) e WHERE e <> ALL($1)), " +
+        "last_executed = coalesce($2, last_executed) WHERE subsystem = 'core'", [names, lastExecuted ?? null]);
+    const without = (names: string[]) => CORE_TO_370.split(", ").filter((n) => !names.includes(n)).join(", ");
+
+    it("one before last_executed is new: list exits 5 and shows it, up runs it", async () => {
+        // kong/db/migrations/state.lua:250-279 (n still nil before last_executed); kong/cmd/migrations.lua:123-126, 149-152;
+        // kong/cmd/utils/migrations.lua:94-103 (up runs new_migrations); kong/db/strategies/postgres/connector.lua:912-919
+        const t = await bootstrapped("absentbefore", "3.7.1");
+        await forget(t, ["021_340_to_350"]);
+        const list = await kong(t, "3.7.1", ["migrations", "list"]);
+        assert.equal(list.code, 5);
+        assert.equal(list.stdout, `Executed migrations:\ncore: ${without(["021_340_to_350"])}\n\nNew migrations available:\ncore: 021_340_to_350\n\nRun 'kong migrations up' to proceed\n`);
+        const up = await kong(t, "3.7.1", ["migrations", "up"]);
+        assert.equal(up.code, 0, up.stderr);
+        assert.equal(up.stdout, `migrating core on database '${t.db.database}'...\ncore migrated up to: 021_340_to_350 (executed)\n1 migration processed\n1 executed\n`);
+        assert.equal((await kong(t, "3.7.1", ["migrations", "list"])).code, 0);
+        assert.deepEqual(await query(t, "SELECT last_executed FROM schema_meta WHERE subsystem = 'core'"), [{ last_executed: "021_340_to_350" }]);
+    });
+
+    it("last_executed itself is missing: not new, list exits 0, up has nothing to run, status lists it under missing_migrations", async () => {
+        // kong/db/migrations/state.lua:253-255, 278-283 (at last_executed n = i + 1 > i); kong/cmd/migrations.lua:105-154 (list ignores
+        // missing), 160-175 (cleanup leaves missing_migrations as migration tables: name and postgres.up); kong/cmd/utils/migrations.lua:94-100
+        const t = await bootstrapped("absentlast", "3.7.1");
+        await forget(t, ["023_360_to_370"]);
+        const list = await kong(t, "3.7.1", ["migrations", "list"]);
+        assert.deepEqual([list.code, list.stdout], [0, `Executed migrations:\ncore: ${without(["023_360_to_370"])}\n`]);
+        const up = await kong(t, "3.7.1", ["migrations", "up"]);
+        assert.deepEqual([up.code, up.stdout], [0, "Database is already up-to-date\n"]);
+        const status = await kong(t, "3.7.1", ["migrations", "status"]);
+        assert.equal(status.code, 0, status.stderr);
+        const st = JSON.parse(status.stdout) as Record<string, unknown>;
+        assert.deepEqual(Object.keys(st).sort(), ["executed_migrations", "missing_migrations", "needs_bootstrap"]);
+        const missing = st.missing_migrations as Array<{ subsystem: string; namespace: string; migrations: Array<{ name: string; postgres: Record<string, unknown> }> }>;
+        assert.deepEqual(missing.map((e) => [e.subsystem, e.namespace, e.migrations.map((m) => m.name)]), [["core", "kong.db.migrations.core", ["023_360_to_370"]]]);
+        // The migration module as loaded: Kong's own SQL there, the stand-in's here; only `up` (no teardown, no up_f).
+        assert.deepEqual(Object.keys(missing[0].migrations[0].postgres), ["up"]);
+        assert.equal(typeof missing[0].migrations[0].postgres.up, "string");
+    });
+
+    it("status fails with exit 1 when the missing migration has a teardown: cjson cannot encode a function", async () => {
+        // kong/cmd/migrations.lua:160-175; kong/db/schema/others/migrations.lua (teardown is a function);
+        // lua-cjson 2.1.0.13 lua_cjson.c json_append_data: a function value → json_encode_exception "Cannot serialise function: type not
+        // supported" (encode_skip_unsupported_value_types defaults to 0, Kong never sets it); LuaJIT 2.1-20231117 lj_err.c luaL_error
+        // prefixes the Lua caller's "file:line: ", which kong/cmd/init.lua:31-42 strips before "Error: …", then exit 1.
+        const t = await bootstrapped("absentteardown", "3.7.1");
+        await forget(t, ["016_280_to_300"], "016_280_to_300");
+        const status = await kong(t, "3.7.1", ["migrations", "status"]);
+        assert.deepEqual([status.code, status.stdout], [1, ""]);
+        assert.ok(status.stderr.startsWith("Error: Cannot serialise function: type not supported\n\n  Run with --v (verbose) or --vv (debug) for more details\n"), status.stderr);
+        // list does not encode anything: the missing migration is simply not shown.
+        const list = await kong(t, "3.7.1", ["migrations", "list"]);
+        assert.deepEqual([list.code, list.stdout], [0, `Executed migrations:\ncore: ${without(["016_280_to_300"])}\n`]);
+    });
+
+    it("last_executed naming a migration this Kong does not ship: every absent migration is new", async () => {
+        // kong/db/migrations/state.lua:250-279: no migration matches last_executed, n stays nil, `not n` holds throughout
+        const t = await bootstrapped("absentunknown", "3.9.0");
+        assert.deepEqual(await query(t, "SELECT last_executed FROM schema_meta WHERE subsystem = 'core'"), [{ last_executed: "024_380_to_390" }]);
+        await forget(t, ["022_350_to_360", "023_360_to_370"]);
+        const list = await kong(t, "3.7.1", ["migrations", "list"]);
+        assert.equal(list.code, 5);
+        assert.ok(list.stdout.endsWith("\n\nNew migrations available:\ncore: 022_350_to_360, 023_360_to_370\n\nRun 'kong migrations up' to proceed\n"), list.stdout);
+        const st = JSON.parse((await kong(t, "3.7.1", ["migrations", "status"])).stdout) as Record<string, unknown>;
+        assert.deepEqual(Object.keys(st).sort(), ["executed_migrations", "needs_bootstrap", "new_migrations"]);
+    });
+});
+
 describe("the migrations lock", () => {
     const holdLock = (t: Db, seconds: number) =>
         query(t, "INSERT INTO locks (key, owner, ttl) VALUES ('migrations', 'other-node', now() + make_interval(secs => $1))", [seconds]);

@@ -93,14 +93,17 @@ async function schemaState(c: Client): Promise<State> {
     const lists: Record<"executed" | "pending" | "new" | "missing", Entry[]> = { executed: [], pending: [], new: [], missing: [] };
     for (const s of knownSubsystems(VERSION, PLUGINS)) {
         const row = meta.get(s.name);
-        const names = s.migrations.map((m) => m.name);
-        const lastIndex = row?.last_executed ? names.indexOf(row.last_executed) : -1;
         const buckets: Record<keyof typeof lists, string[]> = { executed: [], pending: [], new: [], missing: [] };
-        names.forEach((n, i) => {
-            if (row?.executed.includes(n)) buckets.executed.push(n);
-            else if (row?.pending.includes(n)) buckets.pending.push(n);
-            else if (!row || i > lastIndex) buckets.new.push(n);
-            else buckets.missing.push(n);
+        // state.lua:250-283: `after` is set only on reaching the migration named last_executed, so a
+        // migration in neither array is missing only when it is last_executed itself; one before it
+        // (after still unset) or past it is new, as is every one when last_executed names none of ours.
+        let after: number | undefined;
+        s.migrations.forEach(({ name }, i) => {
+            if (row && name === row.last_executed) after = i + 1;
+            if (row?.executed.includes(name)) buckets.executed.push(name);
+            else if (row?.pending.includes(name)) buckets.pending.push(name);
+            else if (after === undefined || i >= after) buckets.new.push(name);
+            else buckets.missing.push(name);
         });
         for (const k of Object.keys(lists) as Array<keyof typeof lists>) {
             if (buckets[k].length > 0) lists[k].push({ subsystem: s.name, namespace: s.namespace, migrations: buckets[k] });
@@ -112,6 +115,26 @@ async function schemaState(c: Client): Promise<State> {
     if (lists.new.length) state.new_migrations = lists.new;
     if (lists.missing.length) state.missing_migrations = lists.missing;
     return state;
+}
+
+/**
+ * `kong migrations status` (kong/cmd/migrations.lua:156-175): cleanup() turns the executed, pending
+ * and new lists into names but leaves missing_migrations as the loaded migration modules
+ * ({ name, postgres = { up, up_f, teardown } }). cjson.encode cannot encode a function (lua-cjson
+ * 2.1.0.13, json_append_data), so a missing migration with a teardown makes status fail; in Kong's
+ * 3.x migrations up_f only comes with a teardown, so the teardown decides. Without one, Kong prints
+ * the migration's own `up` SQL where the stand-in prints its catalog's.
+ */
+function statusJson(st: State): string {
+    const missing = st.missing_migrations?.map((e) => ({
+        ...e,
+        migrations: e.migrations.map((name) => {
+            const { m } = findMigration(e.subsystem, name);
+            if (m.teardown !== undefined) throw new KongError("Cannot serialise function: type not supported");
+            return { name, postgres: { up: m.up } };
+        }),
+    }));
+    return JSON.stringify(missing ? { ...st, missing_migrations: missing } : st);
 }
 
 /** How `kong migrations list` prints a list: subsystem names right-aligned (state.lua Migrations_mt). */
@@ -334,7 +357,7 @@ async function migrations(sub: string | undefined, args: string[]): Promise<numb
             }
             case "status": {
                 // print(), not log(): -q does not silence it.
-                process.stdout.write(`${JSON.stringify(st)}\n`);
+                process.stdout.write(`${statusJson(st)}\n`);
                 return 0;
             }
             case "bootstrap": {
