@@ -473,6 +473,8 @@ export class KongDeployment extends pulumi.ComponentResource {
                         declarativeExport: u!.declarativeExport ? { kong: this.kongRun(x), directory: u!.dumpDirectory } : undefined,
                     }, secrets, identity: { ...this.upgradeIdentity(), strategy: u!.snapshotStrategy },
                     identityInputs: u!.rollback ? [] : [preflight!.stdout],
+                    // Whether the database is at X, without a Kong container in the window.
+                    catalogs: this.learntCatalogs(),
                 }, { ...opts, retainOnDelete: true, ...(u!.rollback ? { ignoreChanges: ["triggers"] } : {}) });
             }
             case "migrations-up":

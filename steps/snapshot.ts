@@ -21,8 +21,9 @@ import { StepError, progress, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
 import { SnapshotRecord, checkNameLength, dumpFolder, ensurePrivateFolder, sha256File, writePrivateFileAtomic } from "./lib/snapshots";
 import { migrationsList, runKong } from "./lib/kong";
+import { catalogFor, classify, learntCatalogs, readMigrationRows } from "./lib/migrationstate";
 import { databasePassword } from "./lib/secrets";
-import { StepSpec } from "./lib/spec";
+import { CATALOG_ENV, StepSpec } from "./lib/spec";
 
 type Snapshot = Extract<StepSpec, { step: "snapshot" }>;
 
@@ -65,16 +66,22 @@ async function checkAtX(spec: Snapshot, schemaMeta: Awaited<ReturnType<typeof re
     const pending = schemaMeta.filter((m) => m.pending.length > 0);
     if (pending.length > 0) throw refuse(`migrations are pending (${pending.map((m) => `${m.subsystem}: ${m.pending.join(", ")}`).join("; ")})`);
     if (!spec.firstHop) return;
-    const list = await migrationsList(spec.firstHop);
-    switch (list.state) {
+    // Inside the window: the first hop's state from schema_meta against its catalog (as the
+    // migration steps do), where preflight learnt it; else Kong's own list.
+    const catalog = catalogFor(learntCatalogs(process.env[CATALOG_ENV]), spec.firstHop);
+    const how = catalog ? `schema_meta against ${spec.firstHop.image}'s catalog` : `kong migrations list with ${spec.firstHop.image}`;
+    const state = catalog
+        ? classify(await withDatabase(spec.db, databasePassword(), readMigrationRows), catalog.subsystems).state
+        : (await migrationsList(spec.firstHop)).state;
+    switch (state) {
         case "new":
-            progress(`kong migrations list with ${spec.firstHop.image}: new migrations to run, ${source} is at ${spec.from}`);
+            progress(`${how}: new migrations to run, ${source} is at ${spec.from}`);
             return;
         case "up-to-date":
             if (spec.hops.length <= 1) return;
-            throw refuse(`kong migrations list with ${spec.firstHop.image} finds nothing new: hop ${spec.firstHop.version} has already migrated it`);
+            throw refuse(`${how} finds nothing new: hop ${spec.firstHop.version} has already migrated it`);
         case "pending":
-            throw refuse(`kong migrations list with ${spec.firstHop.image} reports pending migrations`);
+            throw refuse(`${how} reports pending migrations`);
         case "needs-bootstrap":
             throw refuse(`it is not a bootstrapped Kong database`);
     }

@@ -217,9 +217,15 @@ describe("rollback (upgrade.rollback: true)", () => {
         const back = Graph.of(await evaluate(upgrade({ to: "3.7.1", via: ["3.5.0", "3.6.1"], rollback: true })));
         const snap = "snapshot-3-4-3-to-3-7-1";
         assert.equal(back.get(snap).urn, path3.get(snap).urn);
-        const { triggers: upgradeTriggers, ...upgradeInputs } = path3.get(snap).inputs;
-        const { triggers: _ignored, ...rollbackInputs } = back.get(snap).inputs;
+        const { triggers: upgradeTriggers, environment: upgradeEnv, ...upgradeInputs } = path3.get(snap).inputs;
+        const { triggers: _ignored, environment: rollbackEnv, ...rollbackInputs } = back.get(snap).inputs;
         assert.deepEqual(rollbackInputs, upgradeInputs);
+        // The environment differs only by the upgrade preflight's catalogs (not declared in a
+        // rollback), and it is tuning (ignored): Pulumi sees the snapshot unchanged.
+        const { KONG_UPGRADE_CATALOGS: catalogs, ...upgradeRest } = upgradeEnv as Record<string, unknown>;
+        assert.ok(catalogs !== undefined);
+        assert.deepEqual(rollbackEnv, upgradeRest);
+        assert.deepEqual(planChanges(path3.registrations, back.registrations).get(snap), { op: "same", keys: [] });
         // The upgrade re-takes it whenever its preflight ran again (a retry after a rollback: X
         // served in between); the rollback ignores that input, so nothing runs there.
         // Its identity (step.ts), then the preflight's result.
