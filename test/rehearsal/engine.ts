@@ -409,7 +409,10 @@ export async function up(opts: RunOptions): Promise<boolean> {
         },
     });
     if (!ev.ok) failed ??= new Error(ev.error);
-    for (const entry of unseen) if (statusSeen.has(entry.name)) entry.statusAt = statusSeen.get(entry.name);
+    for (const entry of unseen) {
+        if (statusSeen.has(entry.name)) entry.statusAt = statusSeen.get(entry.name);
+        log(`  ${entry.name}: /status first answered ${entry.statusAt ? `${((entry.statusAt - entry.start) / 1000).toFixed(2)}s after its creation began` : "not seen"}`);
+    }
     if (failed) {
         log(`update failed: nothing is deleted. ${failed.message.split("\n")[0]}`);
         save();
