@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { exec } from "./lib/exec";
-import { StepError, pollUntil, progress } from "./lib/log";
+import { StepError, progress } from "./lib/log";
+import { untilAnswers } from "./lib/http";
 import { StepSpec } from "./lib/spec";
 
 type ClusterCert = Extract<StepSpec, { step: "cluster-cert" }>;
@@ -35,14 +36,8 @@ export async function ready(spec: Ready): Promise<object> {
     const deadline = Date.now() + spec.timeoutSeconds * 1000;
     const path = spec.path ?? "/status/ready";
     for (const node of spec.cluster.nodes) {
-        await pollUntil(deadline, async () => {
-            try {
-                const r = await fetch(`${node.statusUrl}${path}`, { signal: AbortSignal.timeout(5000) });
-                return r.status === 200 ? undefined : `${r.status} ${await r.text()}`;
-            } catch (e) {
-                return (e as Error).message;
-            }
-        }, (last) => `${node.container}: ${path} does not answer 200 after ${spec.timeoutSeconds}s (${last}); see docker logs ${node.container}`);
+        await untilAnswers(`${node.statusUrl}${path}`, deadline, (a) => a.status === 200 ? undefined : `${a.status} ${JSON.stringify(a.body)}`,
+            (last) => `${node.container}: ${path} does not answer 200 after ${spec.timeoutSeconds}s (${last}); see docker logs ${node.container}`);
         progress(`${node.container}: ${path} answers`);
     }
     return { ready: spec.cluster.nodes.map((n) => n.container) };

@@ -31,13 +31,26 @@ async function main(): Promise<void> {
     const expected = process.argv[2];
     if (expected && expected !== spec.step) throw new StepError(`asked to run ${expected}, but the spec is for ${spec.step}`);
     const started = Date.now();
-    const out = await runStep(spec);
+    // A step ends with its result or its error, never by the event loop running dry: Node exits
+    // with 0 when nothing holds the loop, and a fetch held open by docker-proxy (or an
+    // AbortSignal.timeout, which is unref'd) does not hold it. A Command would record a success.
+    const holding = setInterval(() => undefined, 60_000);
+    const out = await runStep(spec).finally(() => clearInterval(holding));
     progress(`${spec.step} done in ${((Date.now() - started) / 1000).toFixed(2)}s`);
     result({ step: spec.step, startedAt: new Date(started).toISOString(), seconds: (Date.now() - started) / 1000, ...out });
 }
 
 if (require.main === module) {
-    main().catch((e: unknown) => {
+    let settled = false;
+    // Belt and braces for the above: exiting 0 without a result is a failure.
+    process.on("exit", (code) => {
+        if (!settled && code === 0) {
+            process.stderr.write("error: the step ended without a result (nothing was left running); treat it as failed and run again\n");
+            process.exitCode = 1;
+        }
+    });
+    main().then(() => { settled = true; }, (e: unknown) => {
+        settled = true;
         const message = e instanceof StepError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
         process.stderr.write(`error: ${message}\n`);
         process.exit(1);

@@ -388,6 +388,11 @@ export async function up(opts: RunOptions): Promise<boolean> {
                 if (typeof outputs.stdout === "string" && op !== "same") {
                     entry.result = parseStepResult(outputs.stdout);
                     entry.stepSeconds = entry.result?.seconds as number | undefined;
+                    // Every step program ends with its result or fails (steps/main.ts): a success
+                    // without one is a step that ended early, and must not pass for a step done.
+                    if (!entry.result && String(inputs.create ?? "").includes("steps/main.js")) {
+                        throw new Error(`${reg.name}: the step program exited 0 without a result:\n${String(outputs.stderr ?? "")}`);
+                    }
                 }
                 if (statusSeen.has(reg.name)) entry.statusAt = statusSeen.get(reg.name);
                 else if (args.type === "docker:index/container:Container") unseen.push(entry);
@@ -401,6 +406,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
                 return { id: typeof outputs.id === "string" ? outputs.id : `${args.name}-id`, state: outputs };
             } catch (e) {
                 entry.end = Date.now();
+                entry.ok = false;
                 failed ??= e as Error;
                 log(`  FAILED ${reg.name}: ${(e as Error).message}`);
                 save();

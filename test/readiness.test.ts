@@ -1,0 +1,89 @@
+// Waiting for a node that is still starting behind a port Docker publishes. docker-proxy accepts
+// the connection at once and holds it without an answer while nothing listens in the container.
+// Such a held fetch does not keep Node's event loop alive: before the fix, verify's step program
+// simply ended, exit 0, no result, and the Command recorded a success before Y served (seen in
+// the rehearsal once Y's nodes were no longer created with Docker's wait).
+import { strict as assert } from "assert";
+import * as net from "net";
+import { after, before, describe, it } from "node:test";
+import { TestServer, startPostgres } from "./helpers/postgres";
+import { kongRun, runStep, STANDIN } from "./helpers/steps";
+import { spawnSync } from "child_process";
+import { catalogFromStatus, catalogFingerprint } from "../steps/lib/migrationstate";
+import { CATALOG_ENV } from "../steps/lib/spec";
+
+let server: TestServer;
+before(async () => { server = await startPostgres(); });
+after(async () => { await server?.stop(); });
+
+/** A port that behaves as docker-proxy in front of a node ready `readyAfterMs` after the first connection (never: Infinity). */
+function proxyLike(readyAfterMs: number): Promise<{ port: number; held: () => number; close: () => void }> {
+    let opened: number | undefined; // the first connection: the step program's start-up is not the node's
+    const sockets = new Set<net.Socket>();
+    let held = 0;
+    const s = net.createServer((sock) => {
+        opened ??= Date.now();
+        sockets.add(sock);
+        sock.on("close", () => sockets.delete(sock));
+        if (Date.now() - opened < readyAfterMs) { held++; return; } // accepted, never answered
+        sock.once("data", () => {
+            const body = JSON.stringify({ database: { reachable: true }, server: {} });
+            sock.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+        });
+    });
+    return new Promise((resolve) => s.listen(0, "127.0.0.1", () => resolve({
+        port: (s.address() as net.AddressInfo).port, held: () => held,
+        close: () => { for (const k of sockets) k.destroy(); s.close(); },
+    })));
+}
+
+/** A bootstrapped 3.7.1 database, and the catalog preflight would have learnt (verify then starts no Kong at all). */
+async function bootstrapped(label: string) {
+    const t = await server.kongDatabase(label);
+    const kong = (args: string[]) => spawnSync(STANDIN, args, {
+        env: { ...process.env, KONG_VERSION: "3.7.1", KONG_PLUGINS: "bundled", KONG_PG_HOST: t.db.host, KONG_PG_PORT: String(t.db.port),
+            KONG_PG_USER: t.db.user, KONG_PG_PASSWORD: t.password, KONG_PG_DATABASE: t.db.database },
+        encoding: "utf8",
+    });
+    const boot = kong(["migrations", "bootstrap"]);
+    assert.equal(boot.status, 0, boot.stderr);
+    const status = kong(["migrations", "status"]);
+    const subsystems = catalogFromStatus(JSON.parse(status.stdout.split("\n").find((l) => l.startsWith("{"))!) as Record<string, unknown>);
+    const catalogs = JSON.stringify({ catalogs: [{ version: "3.7.1", fingerprint: catalogFingerprint(kongRun(t.db, "3.7.1")), subsystems }] });
+    return { ...t, env: { [CATALOG_ENV]: catalogs } };
+}
+
+describe("verify waits for a node that starts behind docker-proxy", () => {
+    const verify = (t: Awaited<ReturnType<typeof bootstrapped>>, port: number, timeoutSeconds: number) => runStep({
+        step: "verify", db: t.db, kong: kongRun(t.db, "3.7.1"), timeoutSeconds,
+        cluster: { stack: "rd", version: "3.7.1", nodes: [{ container: "rd-kong-3-7-1-node-0", statusUrl: `http://127.0.0.1:${port}`, adminUrl: "", proxyUrl: "" }] },
+    }, t);
+
+    it("passes once the node answers, though earlier connections are still held", async () => {
+        const t = await bootstrapped("late");
+        const node = await proxyLike(1500);
+        try {
+            const r = await verify(t, node.port, 60);
+            assert.equal(r.code, 0, r.stderr);
+            assert.equal(r.result?.nodes, 1, "a result, not a silent exit");
+            assert.equal(r.result?.kongContainers, 0, "the migration state from schema_meta: nothing else keeps the step alive");
+            assert.match(r.stderr, /1 node\(s\) report the database reachable/);
+            assert.ok(node.held() > 1, `requests kept starting while earlier ones were held (${node.held()} held)`);
+        } finally {
+            node.close();
+        }
+    });
+
+    it("fails, exit 1, naming the node, when it never answers: never a success without a result", async () => {
+        const t = await bootstrapped("never");
+        const node = await proxyLike(Infinity);
+        try {
+            const r = await verify(t, node.port, 3);
+            assert.equal(r.code, 1, `exit ${r.code}, stdout ${r.stdout}`);
+            assert.equal(r.result, undefined);
+            assert.match(r.stderr, /rd-kong-3-7-1-node-0: http:\/\/127\.0\.0\.1:\d+\/status not ready in time/);
+        } finally {
+            node.close();
+        }
+    });
+});
