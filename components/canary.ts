@@ -40,6 +40,7 @@ export function canarySpec(a: CanaryCommandArgs): CanarySpec {
         smokePath: s.kong.smokePath,
         // An online snapshot happens before X stops: outside the window the canary forecasts.
         snapshot: u.onlineSnapshot ? undefined : u.snapshotStrategy,
+        declarativeExport: u.declarativeExport && !u.onlineSnapshot ? a.kongRun(x) : undefined,
     };
 }
 

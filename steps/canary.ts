@@ -3,9 +3,12 @@
 // every hop's `up` and `finish` through the real migrations step, one Y node on the clone (ports on
 // 127.0.0.1 only, no network alias: no data plane can reach it), the real verify; then node and
 // clone are always removed. Its measured times forecast the downtime window of the real run.
+import { mkdtempSync, rmSync } from "fs";
+import * as os from "os";
+import * as path from "path";
 import { databaseExists, entityCounts, quoteIdent, readSchemaMeta, setDatabaseNote, withDatabase, withServer } from "./lib/db";
 import { docker, inspectContainer } from "./lib/docker";
-import { kongEnv } from "./lib/kong";
+import { kongEnv, runKong } from "./lib/kong";
 import { StepError, freePort, parseStepResult, pollUntil, progress } from "./lib/log";
 import { databasePassword } from "./lib/secrets";
 import { exec } from "./lib/exec";
@@ -23,7 +26,7 @@ export interface Forecast {
     parts: Record<string, number>;
 }
 
-/** What one step program's start costs, as the real run's steps start (see stepStartup). */
+/** What one step program's start costs, as the real run's steps start (see sampleStepStartup). */
 export interface StepStartup {
     /** Shell, Node and the step program up to its own clock (`seconds`): outside every step's own time. */
     process: number;
@@ -31,42 +34,36 @@ export interface StepStartup {
     modules: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
 /** A shell word: the Command runs its command line through /bin/sh. */
 const shellWord = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, "'\\''")}'`);
 
 /**
- * What starting one step program costs here, measured the way the real run starts its steps: the
- * same command line this canary was started with (`node build/step-programs/steps/main.js`, as
- * every Command runs it, through /bin/sh), running a step that does nothing (a stop of no node),
+ * One sample of what starting a step program costs here, measured the way the real run starts its
+ * steps: the same command line this canary was started with (`node build/step-programs/steps/main.js`,
+ * as every Command runs it, through /bin/sh), running a step that does nothing (a stop of no node);
  * and the loading of a database step's modules in a fresh Node (the canary's own calls of
- * migrations() and verify() found them loaded). The median of three samples of each: one sample
- * on a busy machine would be multiplied by every step of the window.
+ * migrations() and verify() found them loaded). The canary takes one right before each step it
+ * times, so each start-up is measured under the load that step met, and none is multiplied.
  */
-export async function stepStartup(samples = 3): Promise<StepStartup> {
+export async function sampleStepStartup(): Promise<StepStartup> {
     const main = process.argv[1] ?? "";
     const node = [process.execPath, ...process.execArgv];
     const noop = JSON.stringify({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 });
+    const t = Date.now();
+    const r = await exec(["/bin/sh", "-c", [...node, main, "stop"].map(shellWord).join(" ")], { [SPEC_ENV]: noop }, 120);
+    if (r.code !== 0) throw new StepError(`the no-op step program that measures start-up failed (exit ${r.code}): ${r.stderr.trim()}`);
+    // Less its own clock, as the bench splits a step (bench/downtime.ts): start-up is the rest.
+    const proc = (Date.now() - t) / 1000 - (parseStepResult<{ seconds?: number }>(r.stdout)?.seconds ?? 0);
+    // Timed inside the child, so Node's own start (counted above) is not counted twice.
     const migrationsModule = require.resolve("./migrations");
-    const proc: number[] = [];
-    const modules: number[] = [];
-    for (let i = 0; i < samples; i++) {
-        const t = Date.now();
-        const r = await exec(["/bin/sh", "-c", [...node, main, "stop"].map(shellWord).join(" ")], { [SPEC_ENV]: noop }, 120);
-        if (r.code !== 0) throw new StepError(`the no-op step program that measures start-up failed (exit ${r.code}): ${r.stderr.trim()}`);
-        // Less its own clock, as the bench splits a step (bench/downtime.ts): start-up is the rest.
-        proc.push((Date.now() - t) / 1000 - (parseStepResult<{ seconds?: number }>(r.stdout)?.seconds ?? 0));
-        // Timed inside the child, so Node's own start (counted above) is not counted twice.
-        const m = await exec([...node, "-e", `const t=process.hrtime.bigint();require(${JSON.stringify(migrationsModule)});` +
-            "process.stdout.write(String(Number(process.hrtime.bigint()-t)/1e9))"], {}, 120);
-        if (m.code !== 0) throw new StepError(`loading ${migrationsModule} failed (exit ${m.code}): ${m.stderr.trim()}`);
-        modules.push(Number(m.stdout.trim()));
-    }
-    return { process: median(proc), modules: median(modules) };
+    const m = await exec([...node, "-e", `const t=process.hrtime.bigint();require(${JSON.stringify(migrationsModule)});` +
+        "process.stdout.write(String(Number(process.hrtime.bigint()-t)/1e9))"], {}, 120);
+    if (m.code !== 0) throw new StepError(`loading ${migrationsModule} failed (exit ${m.code}): ${m.stderr.trim()}`);
+    return { process: proc, modules: Number(m.stdout.trim()) };
 }
 
 const round = (s: number) => Math.round(s * 100) / 100;
+const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : 0);
 
 /** Labels of everything the canary runs in Docker: the next run finds leftovers of this upgrade by them, and nothing else. */
 export function canaryLabels(spec: CanarySpec): Record<string, string> {
@@ -137,6 +134,12 @@ export async function canary(spec: CanarySpec): Promise<object> {
     const cloneDb: DbTarget = { ...spec.db, database: spec.clone };
     const onClone = (run: KongRun): KongRun => ({ ...run, pg: { ...run.pg, database: spec.clone } });
     const parts: Record<string, number> = {};
+    // One start-up sample before each step of the window the canary times (see sampleStepStartup).
+    const startups: StepStartup[] = [];
+    const startupOf = async (databaseStep: boolean) => {
+        const s = await sampleStepStartup();
+        startups.push(databaseStep ? s : { process: s.process, modules: 0 });
+    };
     const timed = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
         const t = Date.now();
         const out = await fn();
@@ -166,6 +169,7 @@ export async function canary(spec: CanarySpec): Promise<object> {
             // The snapshot step's own checks before it copies (schema_meta, the first hop's proof
             // that the database is at X, the counts it records), run on the clone, still at X.
             phase = "snapshot trial";
+            await startupOf(true);
             await timed("snapshot", () => withDatabase(cloneDb, pw, async (k) => {
                 await checkAtX({ step: "snapshot", db: cloneDb, strategy: spec.snapshot!, prefix: "", from: spec.from, to: spec.to,
                     terminateSessions: false, stack: spec.stack, hops: spec.hops.map((h) => h.version), firstHop: onClone(spec.hops[0]) },
@@ -184,10 +188,24 @@ export async function canary(spec: CanarySpec): Promise<object> {
             phase = "snapshot trial";
             await timed("snapshot", () => timedDump(spec.copy, spec.db, spec.clone, pw, canaryLabels(spec)));
         }
+        if (spec.snapshot && spec.declarativeExport) {
+            // The snapshot's `kong config db_export` with X's image, into a folder of our own, then discarded.
+            phase = "snapshot trial, kong config db_export";
+            const dir = mkdtempSync(path.join(os.tmpdir(), "kong-upgrade-canary-export-"));
+            progress(`kong config db_export with ${spec.declarativeExport.image} on the clone, as the snapshot will (timed, then discarded)`);
+            try {
+                const r = await timed("snapshot", () => runKong(onClone(spec.declarativeExport!), ["config", "db_export", "/export/canary.kong.yml"], 600,
+                    [{ host: dir, container: "/export" }]));
+                if (r.code !== 0) throw new StepError(`kong config db_export (${spec.declarativeExport.image}) failed with exit ${r.code}:\n${(r.stdout + r.stderr).trim()}`);
+            } finally {
+                rmSync(dir, { recursive: true, force: true });
+            }
+        }
 
         for (const hop of spec.hops) {
             for (const step of ["up", "finish"] as const) {
                 phase = `hop ${hop.version}, kong migrations ${step}`;
+                await startupOf(true);
                 await timed(`${step} ${hop.version}`, () => migrations({ step: "migrations", phase: step, db: cloneDb, kong: onClone(hop) }));
             }
         }
@@ -219,6 +237,7 @@ export async function canary(spec: CanarySpec): Promise<object> {
         });
 
         phase = "verify";
+        await startupOf(true);
         const node = {
             container: spec.node.container, statusUrl: `http://127.0.0.1:${ports.status}`, adminUrl: `http://127.0.0.1:${ports.admin}`,
             proxyUrl: `http://127.0.0.1:${ports.proxy}`,
@@ -229,6 +248,8 @@ export async function canary(spec: CanarySpec): Promise<object> {
         }, counts));
 
         phase = "graceful stop";
+        // Stop loads the database modules only to lift an online snapshot's freeze (no snapshot in the window).
+        await startupOf(!spec.snapshot);
         await timed("stop", async () => {
             const r = await docker(["stop", "--time", String(spec.node.drainSeconds), spec.node.container], {}, spec.node.drainSeconds + 60, spec.copy.docker);
             if (r.code !== 0) throw new StepError(`docker stop ${spec.node.container} failed: ${r.stderr.trim()}`);
@@ -249,16 +270,13 @@ export async function canary(spec: CanarySpec): Promise<object> {
     // inside it), each hop's up and finish, Y's start, verify, each timed above; and each of their
     // step programs' start-up, which none of those timings holds. Y's nodes are containers, not
     // step programs; every other step loads the database modules.
-    const startup = await stepStartup();
-    const steps = 2 + (spec.snapshot ? 1 : 0) + 2 * spec.hops.length;
-    // Every step but stop loads the database modules; stop too after an online snapshot (it lifts the freeze).
-    const databaseSteps = spec.snapshot ? steps - 1 : steps;
-    parts["step start-up"] = round(steps * startup.process + databaseSteps * startup.modules);
+    const steps = startups.length;
+    parts["step start-up"] = round(startups.reduce((a, x) => a + x.process + x.modules, 0));
     const forecast: Forecast = { windowSeconds: round(Object.values(parts).reduce((a, b) => a + b, 0)), parts };
     progress(`forecast downtime window: ${forecast.windowSeconds}s = ` + Object.entries(parts).map(([k, v]) => `${k} ${v}s`).join(", "));
     return {
         clone: spec.clone, cloneSeconds, cloneBytes: bytes, entityCounts: counts, canarySeconds: round((Date.now() - started) / 1000),
         hops: spec.hops.map((h) => h.version), forecast,
-        stepStartup: { steps, perStep: round(startup.process), databaseModules: round(startup.modules) },
+        stepStartup: { steps, perStep: round(median(startups.map((x) => x.process))), databaseModules: round(median(startups.filter((x) => x.modules > 0).map((x) => x.modules))) },
     };
 }

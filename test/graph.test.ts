@@ -124,7 +124,7 @@ describe("upgrade (direct path 3.4.3 → 3.5.0)", () => {
 describe("canary (upgrade.canary, default on)", () => {
     type Canary = {
         clone: string; hops: Array<Record<string, unknown>>; node: { role: string; container: string }; copy: { image: string; network: string };
-        snapshot?: string; smokePath?: string;
+        snapshot?: string; smokePath?: string; declarativeExport?: unknown;
     };
     it("rehearses every hop with exactly the settings of the real migrations steps, on a clone named for this upgrade", () => {
         const c = path3.spec("canary-3-4-3-to-3-7-1") as Canary;
@@ -152,6 +152,15 @@ describe("canary (upgrade.canary, default on)", () => {
         assert.equal(c.copy.image, "pg:15");
         const d = Graph.of(await evaluate(upgrade({ to: "3.5.0", snapshotStrategy: "dump" })));
         assert.equal((d.spec("canary-3-4-3-to-3-5-0") as Canary).snapshot, "dump");
+        assert.equal((d.spec("canary-3-4-3-to-3-5-0") as Canary).declarativeExport, undefined);
+    });
+
+    it("times the snapshot's declarative export on the clone with X's image when it falls inside the window", async () => {
+        const e = Graph.of(await evaluate(upgrade({ to: "3.5.0", declarativeExport: true })));
+        assert.deepEqual((e.spec("canary-3-4-3-to-3-5-0") as Canary).declarativeExport,
+            (e.spec("snapshot-3-4-3-to-3-5-0") as { declarativeExport: { kong: unknown } }).declarativeExport.kong);
+        const online = Graph.of(await evaluate(upgrade({ to: "3.5.0", declarativeExport: true, onlineSnapshot: true })));
+        assert.equal((online.spec("canary-3-4-3-to-3-5-0") as Canary).declarativeExport, undefined);
     });
 
     it("is not part of a rollback", () => {
