@@ -6,7 +6,8 @@
 //      (the fastest, and unusable while X serves: it needs no session on the source);
 //   2. the whole canary step (clone, three hops 3.4.3 → 3.7.1 with the Kong stand-in, one Y node
 //      through the fake docker CLI, verify, clean-up) against size;
-//   3. the rehearsal's forecast against the window it then measured (.rehearsal/upgrade-canary-timeline.json).
+//   3. the rehearsal's forecast against the window it then measured (.rehearsal/upgrade-canary-timeline.json),
+//      window and kinds as bench/downtime.ts defines them, and their ratio.
 import { spawn, spawnSync } from "child_process";
 import { existsSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
