@@ -6,16 +6,19 @@
 //      (the fastest, and unusable while X serves: it needs no session on the source);
 //   2. the whole canary step (clone, three hops 3.4.3 → 3.7.1 with the Kong stand-in, one Y node
 //      through the fake docker CLI, verify, clean-up) against size;
-//   3. the rehearsal's forecast against the window it then measured (.rehearsal/upgrade-canary-timeline.json).
+//   3. the rehearsal's forecast against the window it then measured (.rehearsal/upgrade-canary-timeline.json),
+//      window and kinds as bench/downtime.ts defines them, and their ratio.
 import { spawn, spawnSync } from "child_process";
 import { existsSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 import { Client } from "pg";
 import { fill } from "./bench";
+import { breakdown } from "./downtime";
 import { startPostgres } from "../test/helpers/postgres";
 import { fakeDockerState, kongRun, runStep } from "../test/helpers/steps";
 import type { TimelineEntry } from "../test/rehearsal/engine";
 import { CanarySpec } from "../steps/lib/spec";
+import { canaryCloneName } from "../steps/lib/snapshots";
 
 const ROOT = path.join(__dirname, "..");
 const SIZES = [{ label: "small", entities: 2_000 }, { label: "medium", entities: 25_000 }, { label: "large", entities: 250_000 }];
@@ -57,29 +60,46 @@ function table(rows: string[][]): string {
     }).join("\n");
 }
 
-function forecastSection(): string[] {
-    const file = path.join(ROOT, ".rehearsal", "upgrade-canary-timeline.json");
+/**
+ * The rehearsal's forecast against the window it then measured, with bench/downtime.ts's own
+ * definition of the window (X's stop → Y verified) and of its kinds of step, so like is set
+ * against like: each kind's forecast is the canary's timing of that work plus its step programs'
+ * start-up (sampled by the canary), against that kind's span in the real run.
+ */
+export function forecastSection(file = path.join(ROOT, ".rehearsal", "upgrade-canary-timeline.json")): string[] {
     if (!existsSync(file)) return ["forecast vs actual: no rehearsal timeline (.rehearsal/upgrade-canary-timeline.json); run `REHEARSAL_ONLY=canary npm run rehearse` first"];
-    const { timeline: tl, forecast } = JSON.parse(readFileSync(file, "utf8")) as { timeline: TimelineEntry[]; forecast: { windowSeconds: number; parts: Record<string, number> } };
-    const start = tl.find((e) => e.name.startsWith("stop-kong-"))!;
-    const end = tl.find((e) => e.name.startsWith("verify-kong-"))!;
-    const canary = tl.find((e) => e.name.startsWith("canary-"))!;
-    const span = (re: RegExp) => {
-        const es = tl.filter((e) => re.test(e.name) && e.op !== "delete");
-        return es.length ? (Math.max(...es.map((e) => e.end)) - Math.min(...es.map((e) => e.start))) / 1000 : 0;
+    const { timeline: tl, forecast, stepStartup } = JSON.parse(readFileSync(file, "utf8")) as {
+        timeline: TimelineEntry[]; forecast: { windowSeconds: number; parts: Record<string, number> };
+        stepStartup?: { steps: number; perStep: number; databaseModules: number };
     };
-    const actual = (end.end - start.start) / 1000;
+    const b = breakdown(tl);
+    if (typeof b === "string") return [`forecast vs actual: ${b}`];
     const f = forecast.parts;
+    const hops = Object.keys(f).filter((k) => /^up /.test(k)).length;
+    // One step program's start-up; database steps also load their modules (older files: an even share).
+    const perStep = stepStartup?.perStep ?? (f["step start-up"] ?? 0) / Math.max(1, (f.snapshot !== undefined ? 3 : 2) + 2 * hops);
+    const dbStep = perStep + (stepStartup?.databaseModules ?? 0);
     const sum = (re: RegExp) => Object.entries(f).filter(([k]) => re.test(k)).reduce((a, [, v]) => a + v, 0);
+    const predicted: Record<string, number> = {
+        stop: (f.stop ?? 0) + perStep,
+        snapshot: f.snapshot !== undefined ? f.snapshot + dbStep : 0,
+        migrations: sum(/^(up|finish) /) + 2 * hops * dbStep,
+        "Y start": f.start ?? 0,
+        verify: (f.verify ?? 0) + dbStep,
+    };
+    const canary = tl.find((e) => e.name.startsWith("canary-") && e.op !== "same");
+    const stop = tl.find((e) => e.name.startsWith("stop-kong-") && e.op !== "same")!;
+    const ratio = forecast.windowSeconds / b.window;
+    const cell = (x: number) => `${x.toFixed(2)}s`.padStart(7);
     return [
-        `forecast vs actual (rehearsal ${new Date(start.start).toISOString()}, canary ${((canary.end - canary.start) / 1000).toFixed(1)}s before X stopped):`,
-        `  window      forecast ${forecast.windowSeconds.toFixed(1)}s  actual ${actual.toFixed(1)}s  (${((forecast.windowSeconds / actual - 1) * 100).toFixed(0)}%)`,
-        `  stop        forecast ${(f.stop ?? 0).toFixed(1)}s  actual ${span(/^stop-/).toFixed(1)}s`,
-        `  snapshot    forecast ${(f.snapshot ?? 0).toFixed(1)}s  actual ${span(/^snapshot-/).toFixed(1)}s`,
-        `  migrations  forecast ${sum(/^(up|finish) /).toFixed(1)}s + start-up  actual ${span(/^migrations-/).toFixed(1)}s`,
-        `  Y start     forecast ${(f.start ?? 0).toFixed(1)}s  actual ${span(/-node-\d+$/).toFixed(1)}s`,
-        `  verify      forecast ${(f.verify ?? 0).toFixed(1)}s  actual ${span(/^verify-/).toFixed(1)}s`,
-        `  step start-up (forecast, in the actual figures above) ${(f["step start-up"] ?? 0).toFixed(1)}s`,
+        `forecast vs actual (rehearsal ${new Date(stop.start).toISOString()}` +
+            (canary ? `, canary ${((canary.end - canary.start) / 1000).toFixed(1)}s before X stopped` : "") + `):`,
+        `  window (X's stop → Y verified)  forecast ${cell(forecast.windowSeconds)}  actual ${cell(b.window)}  ratio ${ratio.toFixed(2)} (${((ratio - 1) * 100).toFixed(0)}%)`,
+        ...b.kinds.map((k) => `  ${k.label.padEnd(30)}  forecast ${cell(predicted[k.label] ?? 0)}  actual ${cell(k.span)}` +
+            (k.startup !== undefined ? `  (of which start-up: forecast ${(k.label === "stop" ? perStep : k.label === "Y start" ? 0 : (k.label === "migrations" ? 2 * hops : 1) * perStep).toFixed(2)}s,` +
+                ` actual outside the steps' own clocks ${k.startup.toFixed(2)}s)` : "")),
+        `  gaps between steps              forecast ${cell(0)}  actual ${cell(b.gaps)}  (the engine's own time; the forecast has none)`,
+        `  step start-up in all            forecast ${cell(f["step start-up"] ?? 0)}  (${stepStartup ? `${stepStartup.steps} steps × ${perStep.toFixed(2)}s, + ${stepStartup.databaseModules.toFixed(2)}s of module loading per database step` : "even share"})`,
     ];
 }
 
@@ -132,7 +152,7 @@ async function main(): Promise<void> {
             const docker = fakeDockerState();
             writeFileSync(docker, "{}");
             const spec: CanarySpec = {
-                step: "canary", db: t.db, clone: `${t.db.database.slice(0, 40)}_canary`, stack: "bench", from: "3.4.3", to: "3.7.1",
+                step: "canary", db: t.db, clone: canaryCloneName("bench", t.db.database, "3.4.3", "3.7.1"), stack: "bench", from: "3.4.3", to: "3.7.1",
                 hops: ["3.5.0", "3.6.1", "3.7.1"].map((v) => kongRun(t.db, v)),
                 node: { container: `bench-kong-canary-${size.label}`, role: "traditional", drainSeconds: 2 },
                 copy: { image: "", network: "", host: t.db.host, port: t.db.port }, timeoutSeconds: 120, snapshot: "template",
@@ -156,7 +176,9 @@ async function main(): Promise<void> {
     process.stdout.write(`${forecastSection().join("\n")}\n`);
 }
 
-main().catch((e: unknown) => {
-    process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
-    process.exit(1);
-});
+if (require.main === module) {
+    main().catch((e: unknown) => {
+        process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+        process.exit(1);
+    });
+}

@@ -34,7 +34,7 @@ export function canarySpec(a: CanaryCommandArgs): CanarySpec {
     const u = s.upgrade!;
     const x = s.kong.version;
     return {
-        step: "canary", db: a.db, clone: names.canaryClone(s.database.name, x, u.to), stack: s.stack, from: x.text, to: u.to.text,
+        step: "canary", db: a.db, clone: names.canaryClone(s.stack, s.database.name, x, u.to), stack: s.stack, from: x.text, to: u.to.text,
         hops: upgradeChain(x, u.via, u.to).map(a.kongRun),
         node: { container: names.canaryContainer(s.stack, u.to), role: s.kong.role === "hybrid" ? "control_plane" : "traditional", drainSeconds: s.kong.drainSeconds },
         copy: { image: u.dumpImage, network: s.network, host: s.database.containerHost, port: s.database.containerPort, docker: a.docker },
@@ -42,6 +42,7 @@ export function canarySpec(a: CanaryCommandArgs): CanarySpec {
         smokePath: s.kong.smokePath,
         // An online snapshot happens before X stops: outside the window the canary forecasts.
         snapshot: u.onlineSnapshot ? undefined : u.snapshotStrategy,
+        declarativeExport: u.declarativeExport && !u.onlineSnapshot ? a.kongRun(x) : undefined,
     };
 }
 

@@ -1,7 +1,7 @@
 // Resource names: every resource name says which step or version it is. A module of its own so
 // placement.ts and cluster.ts can name node kinds without importing the planner.
 import { KongVersion, versionSlug } from "./versions";
-import { snapshotPrefix } from "../steps/lib/snapshots";
+import { canaryCloneName, snapshotPrefix } from "../steps/lib/snapshots";
 
 /** A node's kind in its name: traditional node, hybrid control plane or data plane. */
 export type NodeKind = "node" | "cp" | "dp";
@@ -34,9 +34,11 @@ export const names = {
     restore: (from: KongVersion, to: KongVersion) => `restore-${versionSlug(from)}-from-${versionSlug(to)}`,
     verify: (v: KongVersion) => `verify-kong-${versionSlug(v)}`,
     canary: (from: KongVersion, to: KongVersion) => `canary-${versionSlug(from)}-to-${versionSlug(to)}`,
-    /** The canary's clone database: the only database the program ever drops, and only with its record. */
-    canaryClone: (db: string, from: KongVersion, to: KongVersion) =>
-        `${db.slice(0, 16)}_canary_${versionSlug(from).replace(/-/g, "_")}_to_${versionSlug(to).replace(/-/g, "_")}`,
+    /**
+     * The canary's clone database: the only database the program ever drops, and only with its
+     * record. A hash of stack and database, as in snapshot names, keeps it apart (steps/lib/snapshots.ts).
+     */
+    canaryClone: (stack: string, db: string, from: KongVersion, to: KongVersion) => canaryCloneName(stack, db, from.text, to.text),
     /** Docker's name of the canary's one Y node. */
     canaryContainer: (stack: string, to: KongVersion) => `${stack}-kong-canary-${versionSlug(to)}`,
     bootstrap: "bootstrap",

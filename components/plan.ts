@@ -185,7 +185,7 @@ export function planRunbook(s: Settings): Runbook {
     [names.bootstrap, ...imageNames]);
     if (u.canary) {
         add({ kind: "canary", resources: [names.canary(x, y)], version: y,
-            title: `canary while ${x.text} serves: clone ${s.database.name} into ${names.canaryClone(s.database.name, x, y)} (pg_dump | pg_restore, ` +
+            title: `canary while ${x.text} serves: clone ${s.database.name} into ${names.canaryClone(s.stack, s.database.name, x, y)} (pg_dump | pg_restore, ` +
                 `no lock X waits on), every hop's up and finish on the clone (${chain.map((v) => v.text).join(", ")}), one ${hybrid ? "control plane" : "node"} of ` +
                 `${image(y)} on it (ports on 127.0.0.1 only), verified; clone and node always removed; forecasts the downtime window` },
         certs ? [names.preflight(x, y), names.clusterCert] : undefined);

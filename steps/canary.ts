@@ -3,15 +3,20 @@
 // every hop's `up` and `finish` through the real migrations step, one Y node on the clone (ports on
 // 127.0.0.1 only, no network alias: no data plane can reach it), the real verify; then node and
 // clone are always removed. Its measured times forecast the downtime window of the real run.
-import { databaseExists, entityCounts, quoteIdent, setDatabaseNote, withDatabase, withServer } from "./lib/db";
+import { mkdtempSync, rmSync } from "fs";
+import * as os from "os";
+import * as path from "path";
+import { databaseExists, entityCounts, quoteIdent, readSchemaMeta, setDatabaseNote, withDatabase, withServer } from "./lib/db";
 import { docker, inspectContainer } from "./lib/docker";
-import { kongEnv } from "./lib/kong";
-import { StepError, freePort, pollUntil, progress } from "./lib/log";
+import { kongEnv, runKong } from "./lib/kong";
+import { StepError, freePort, parseStepResult, pollUntil, progress } from "./lib/log";
 import { databasePassword } from "./lib/secrets";
 import { exec } from "./lib/exec";
 import { CANARY_SECRET_ENV, CanarySpec, DbTarget, KongRun, SECRET_ENV, SPEC_ENV } from "./lib/spec";
-import { CanaryNote, createCanaryDatabase, dropCanaryDatabase, streamClone, timedDump } from "./lib/clone";
+import { CanaryNote, canaryDatabasesOf, createCanaryDatabase, dropCanaryDatabase, streamClone, timedDump } from "./lib/clone";
+import { CANARY_TRIAL_SUFFIX, fitName } from "./lib/snapshots";
 import { migrations } from "./migrations";
+import { checkAtX } from "./snapshot";
 import { verify } from "./verify";
 
 /** The forecast of the real run's downtime window, from the canary's measured step times. */
@@ -21,36 +26,53 @@ export interface Forecast {
     parts: Record<string, number>;
 }
 
+/** What one step program's start costs, as the real run's steps start (see sampleStepStartup). */
+export interface StepStartup {
+    /** Shell, Node and the step program up to its own clock (`seconds`): outside every step's own time. */
+    process: number;
+    /** Loading a database step's modules (the pg driver…): inside such a step's own time, already loaded in the canary. */
+    modules: number;
+}
+
+/** A shell word: the Command runs its command line through /bin/sh. */
+const shellWord = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, "'\\''")}'`);
+
 /**
- * What starting one step program costs here: this process's own start-up, and two runs of a step
- * program that does nothing (a stop of no node); the median, since one sample on a busy machine
- * would be multiplied by every step of the window.
+ * One sample of what starting a step program costs here, measured the way the real run starts its
+ * steps: the same command line this canary was started with (`node build/step-programs/steps/main.js`,
+ * as every Command runs it, through /bin/sh), running a step that does nothing (a stop of no node);
+ * and the loading of a database step's modules in a fresh Node (the canary's own calls of
+ * migrations() and verify() found them loaded). The canary takes one right before each step it
+ * times, so each start-up is measured under the load that step met, and none is multiplied.
  */
-async function stepStartup(): Promise<number> {
-    const samples = [process.uptime()];
+export async function sampleStepStartup(): Promise<StepStartup> {
     const main = process.argv[1] ?? "";
-    if (/main\.ts$/.test(main)) {
-        for (let i = 0; i < 2; i++) {
-            const t = Date.now();
-            await exec([process.execPath, ...process.execArgv, main, "stop"], {
-                [SPEC_ENV]: JSON.stringify({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }),
-            }, 120);
-            samples.push((Date.now() - t) / 1000);
-        }
-    }
-    return samples.sort((a, b) => a - b)[Math.floor(samples.length / 2)];
+    const node = [process.execPath, ...process.execArgv];
+    const noop = JSON.stringify({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 });
+    const t = Date.now();
+    const r = await exec(["/bin/sh", "-c", [...node, main, "stop"].map(shellWord).join(" ")], { [SPEC_ENV]: noop }, 120);
+    if (r.code !== 0) throw new StepError(`the no-op step program that measures start-up failed (exit ${r.code}): ${r.stderr.trim()}`);
+    // Less its own clock, as the bench splits a step (bench/downtime.ts): start-up is the rest.
+    const proc = (Date.now() - t) / 1000 - (parseStepResult<{ seconds?: number }>(r.stdout)?.seconds ?? 0);
+    // Timed inside the child, so Node's own start (counted above) is not counted twice.
+    const migrationsModule = require.resolve("./migrations");
+    const m = await exec([...node, "-e", `const t=process.hrtime.bigint();require(${JSON.stringify(migrationsModule)});` +
+        "process.stdout.write(String(Number(process.hrtime.bigint()-t)/1e9))"], {}, 120);
+    if (m.code !== 0) throw new StepError(`loading ${migrationsModule} failed (exit ${m.code}): ${m.stderr.trim()}`);
+    return { process: proc, modules: Number(m.stdout.trim()) };
 }
 
 const round = (s: number) => Math.round(s * 100) / 100;
+const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : 0);
 
 /** Labels of everything the canary runs in Docker: the next run finds leftovers of this upgrade by them, and nothing else. */
 export function canaryLabels(spec: CanarySpec): Record<string, string> {
     return { "kong-upgrade.stack": spec.stack, "kong-upgrade.role": "canary", "kong-upgrade.canary": spec.clone };
 }
 
-/** The trial copy that measures a template snapshot of the clone's size. */
+/** The trial copy that measures a template snapshot of the clone's size (canaryCloneName leaves room for it). */
 export function trialName(clone: string): string {
-    return `${clone.slice(0, 56)}_snap`;
+    return fitName(clone, CANARY_TRIAL_SUFFIX);
 }
 
 /** Removes this upgrade's canary containers and databases (a killed run's leftovers, or this run's). */
@@ -67,7 +89,8 @@ async function removeCanary(spec: CanarySpec, pw: string): Promise<string[]> {
     }
     const want = { source: spec.db.database, stack: spec.stack, from: spec.from, to: spec.to };
     await withServer(spec.db, pw, async (c) => {
-        for (const name of [spec.clone, trialName(spec.clone)]) if (await dropCanaryDatabase(c, name, want)) removed.push(name);
+        const names = new Set([spec.clone, trialName(spec.clone), ...await canaryDatabasesOf(c, want)]);
+        for (const name of names) if (await dropCanaryDatabase(c, name, want)) removed.push(name);
     });
     return removed;
 }
@@ -111,10 +134,16 @@ export async function canary(spec: CanarySpec): Promise<object> {
     const cloneDb: DbTarget = { ...spec.db, database: spec.clone };
     const onClone = (run: KongRun): KongRun => ({ ...run, pg: { ...run.pg, database: spec.clone } });
     const parts: Record<string, number> = {};
+    // One start-up sample before each step of the window the canary times (see sampleStepStartup).
+    const startups: StepStartup[] = [];
+    const startupOf = async (databaseStep: boolean) => {
+        const s = await sampleStepStartup();
+        startups.push(databaseStep ? s : { process: s.process, modules: 0 });
+    };
     const timed = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
         const t = Date.now();
         const out = await fn();
-        parts[label] = round((Date.now() - t) / 1000);
+        parts[label] = round((parts[label] ?? 0) + (Date.now() - t) / 1000);
         return out;
     };
     progress(`canary of ${spec.from} → ${spec.to} on a clone of ${spec.db.database}; cluster ${spec.from} keeps serving`);
@@ -136,8 +165,19 @@ export async function canary(spec: CanarySpec): Promise<object> {
         counts = await withDatabase(cloneDb, pw, entityCounts);
         progress(`clone ${spec.clone} in ${cloneSeconds}s: ${JSON.stringify(counts)}`);
 
-        if (spec.snapshot === "template") {
+        if (spec.snapshot) {
+            // The snapshot step's own checks before it copies (schema_meta, the first hop's proof
+            // that the database is at X, the counts it records), run on the clone, still at X.
             phase = "snapshot trial";
+            await startupOf(true);
+            await timed("snapshot", () => withDatabase(cloneDb, pw, async (k) => {
+                await checkAtX({ step: "snapshot", db: cloneDb, strategy: spec.snapshot!, prefix: "", from: spec.from, to: spec.to,
+                    terminateSessions: false, stack: spec.stack, hops: spec.hops.map((h) => h.version), firstHop: onClone(spec.hops[0]) },
+                await readSchemaMeta(k));
+                await entityCounts(k);
+            }));
+        }
+        if (spec.snapshot === "template") {
             const trial = trialName(spec.clone);
             await withServer(spec.db, pw, async (c) => {
                 if (await databaseExists(c, trial)) throw new StepError(`a database named ${trial} exists already`);
@@ -148,10 +188,24 @@ export async function canary(spec: CanarySpec): Promise<object> {
             phase = "snapshot trial";
             await timed("snapshot", () => timedDump(spec.copy, spec.db, spec.clone, pw, canaryLabels(spec)));
         }
+        if (spec.snapshot && spec.declarativeExport) {
+            // The snapshot's `kong config db_export` with X's image, into a folder of our own, then discarded.
+            phase = "snapshot trial, kong config db_export";
+            const dir = mkdtempSync(path.join(os.tmpdir(), "kong-upgrade-canary-export-"));
+            progress(`kong config db_export with ${spec.declarativeExport.image} on the clone, as the snapshot will (timed, then discarded)`);
+            try {
+                const r = await timed("snapshot", () => runKong(onClone(spec.declarativeExport!), ["config", "db_export", "/export/canary.kong.yml"], 600,
+                    [{ host: dir, container: "/export" }]));
+                if (r.code !== 0) throw new StepError(`kong config db_export (${spec.declarativeExport.image}) failed with exit ${r.code}:\n${(r.stdout + r.stderr).trim()}`);
+            } finally {
+                rmSync(dir, { recursive: true, force: true });
+            }
+        }
 
         for (const hop of spec.hops) {
             for (const step of ["up", "finish"] as const) {
                 phase = `hop ${hop.version}, kong migrations ${step}`;
+                await startupOf(true);
                 await timed(`${step} ${hop.version}`, () => migrations({ step: "migrations", phase: step, db: cloneDb, kong: onClone(hop) }));
             }
         }
@@ -183,6 +237,7 @@ export async function canary(spec: CanarySpec): Promise<object> {
         });
 
         phase = "verify";
+        await startupOf(true);
         const node = {
             container: spec.node.container, statusUrl: `http://127.0.0.1:${ports.status}`, adminUrl: `http://127.0.0.1:${ports.admin}`,
             proxyUrl: `http://127.0.0.1:${ports.proxy}`,
@@ -193,6 +248,8 @@ export async function canary(spec: CanarySpec): Promise<object> {
         }, counts));
 
         phase = "graceful stop";
+        // Stop loads the database modules only to lift an online snapshot's freeze (no snapshot in the window).
+        await startupOf(!spec.snapshot);
         await timed("stop", async () => {
             const r = await docker(["stop", "--time", String(spec.node.drainSeconds), spec.node.container], {}, spec.node.drainSeconds + 60, spec.copy.docker);
             if (r.code !== 0) throw new StepError(`docker stop ${spec.node.container} failed: ${r.stderr.trim()}`);
@@ -209,14 +266,17 @@ export async function canary(spec: CanarySpec): Promise<object> {
     const removed = await removeCanary(spec, pw);
     progress(`canary passed in ${round((Date.now() - started) / 1000)}s; removed ${removed.join(", ")}`);
 
-    // The window: stop, snapshot (when inside it), each hop's up and finish, Y's start, verify,
-    // and one step program start-up for each Command among them.
-    const steps = 2 + (spec.snapshot ? 1 : 0) + 2 * spec.hops.length;
-    parts["step start-up"] = round((await stepStartup()) * steps);
+    // The window (X's stop → Y verified, as bench/downtime.ts measures it): stop, snapshot (when
+    // inside it), each hop's up and finish, Y's start, verify, each timed above; and each of their
+    // step programs' start-up, which none of those timings holds. Y's nodes are containers, not
+    // step programs; every other step loads the database modules.
+    const steps = startups.length;
+    parts["step start-up"] = round(startups.reduce((a, x) => a + x.process + x.modules, 0));
     const forecast: Forecast = { windowSeconds: round(Object.values(parts).reduce((a, b) => a + b, 0)), parts };
     progress(`forecast downtime window: ${forecast.windowSeconds}s = ` + Object.entries(parts).map(([k, v]) => `${k} ${v}s`).join(", "));
     return {
         clone: spec.clone, cloneSeconds, cloneBytes: bytes, entityCounts: counts, canarySeconds: round((Date.now() - started) / 1000),
         hops: spec.hops.map((h) => h.version), forecast,
+        stepStartup: { steps, perStep: round(median(startups.map((x) => x.process))), databaseModules: round(median(startups.filter((x) => x.modules > 0).map((x) => x.modules))) },
     };
 }

@@ -56,7 +56,7 @@ async function declarativeExport(spec: Snapshot, name: string): Promise<{ locati
  * or any later hop, nothing new (0). A direct upgrade without migrations (a patch) also says 0,
  * and then X's and Y's schema are the same, so the database is at X either way.
  */
-async function checkAtX(spec: Snapshot, schemaMeta: Awaited<ReturnType<typeof readSchemaMeta>>): Promise<void> {
+export async function checkAtX(spec: Snapshot, schemaMeta: Awaited<ReturnType<typeof readSchemaMeta>>): Promise<void> {
     const source = spec.db.database;
     const found = () => schemaMeta.map((m) => `${m.subsystem} last executed ${m.last_executed ?? "none"}` +
         (m.pending.length > 0 ? `, pending ${m.pending.join(", ")}` : "")).join("; ");

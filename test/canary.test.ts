@@ -9,6 +9,8 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
 import { CanaryNote, createCanaryDatabase, streamClone } from "../steps/lib/clone";
 import { CanarySpec, DbTarget } from "../steps/lib/spec";
+import { MAX_IDENT_BYTES, canaryCloneName } from "../steps/lib/snapshots";
+import { trialName } from "../steps/canary";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { StepRun, fakeDockerState, kongRun, runStep } from "./helpers/steps";
 
@@ -53,7 +55,7 @@ async function setup(label: string, env: Record<string, string> = {}): Promise<{
     const docker = fakeDockerState();
     writeFileSync(docker, JSON.stringify({ "ct-kong-3-4-3-node-0": { running: true, health: "healthy", labels: { "kong-upgrade.stack": "ct", "kong-upgrade.role": "node" } } }));
     const spec: CanarySpec = {
-        step: "canary", db: t.db, clone: `${t.db.database.slice(0, 40)}_canary`, stack: "ct", from: "3.4.3", to: "3.7.1",
+        step: "canary", db: t.db, clone: canaryCloneName("ct", t.db.database, "3.4.3", "3.7.1"), stack: "ct", from: "3.4.3", to: "3.7.1",
         hops: HOPS.map((v) => kongRun(t.db, v, { env })),
         node: { container: `ct-kong-canary-${t.db.database}`, role: "traditional", drainSeconds: 2 },
         copy: { image: "postgres:15", network: "unused", host: t.db.host, port: t.db.port },
@@ -114,10 +116,12 @@ describe("canary: clone", () => {
 describe("canary: the whole rehearsal", () => {
     it("runs every hop and one Y node on the clone, verifies it, removes everything, and forecasts the window", async () => {
         const s = await setup("canary passes");
+        s.spec.declarativeExport = kongRun(s.t.db, "3.4.3"); // upgrade.declarativeExport: the snapshot also exports with X's image
         const before = await everyRow(s.t);
         const r = await s.run();
         assert.equal(r.code, 0, r.stderr);
-        const out = r.result as { entityCounts: Record<string, number>; forecast: { windowSeconds: number; parts: Record<string, number> } };
+        const out = r.result as { entityCounts: Record<string, number>; forecast: { windowSeconds: number; parts: Record<string, number> }; canarySeconds: number;
+            stepStartup: { steps: number; perStep: number; databaseModules: number } };
         // Every table of Kong's schema is counted; these are the ones the test wrote.
         const wrote = { services: 40, routes: 40, consumers: 25, plugins: 40, upstreams: 0, targets: 0 };
         assert.deepEqual(Object.fromEntries(Object.keys(wrote).map((t) => [t, out.entityCounts[t]])), wrote);
@@ -125,6 +129,16 @@ describe("canary: the whole rehearsal", () => {
             "stop", "up 3.5.0", "up 3.6.1", "up 3.7.1", "verify"].sort());
         const sum = Object.values(out.forecast.parts).reduce((a, b) => a + b, 0);
         assert.ok(Math.abs(sum - out.forecast.windowSeconds) < 0.05 && out.forecast.windowSeconds > 0);
+        // Start-up is a step program's start, sampled once before each step: stop, snapshot, 3 × (up,
+        // finish), verify; the database steps also load their modules. Never the canary's own run time multiplied by 9.
+        const st = out.stepStartup;
+        assert.equal(st.steps, 9);
+        assert.ok(st.perStep > 0.01 && st.databaseModules > 0, JSON.stringify(st));
+        assert.ok(out.forecast.parts["step start-up"] > 9 * 0.01);
+        assert.ok(out.forecast.parts["step start-up"] < out.canarySeconds, `start-up ${out.forecast.parts["step start-up"]}s in a canary of ${out.canarySeconds}s`);
+        // The snapshot part holds the snapshot step's own check with the first hop's `kong migrations list`, not only the copy.
+        assert.match(r.stderr, /kong migrations list with kong:3\.5\.0: new migrations to run/);
+        assert.match(r.stderr, /kong config db_export with kong:3\.4\.3 on the clone, as the snapshot will/);
         assert.match(r.stderr, /forecast downtime window: [\d.]+s = snapshot .*, stop [\d.]+s, step start-up/);
         // The migrations really ran on the clone: the node started on a 3.7.1 schema and verify passed.
         assert.match(r.stderr, /after finish: up-to-date/);
@@ -199,6 +213,23 @@ describe("canary: leftovers of a killed run", () => {
         assert.deepEqual(await databasesLike(s.t, `${s.spec.clone}%`), []);
     });
 
+    it("finds a leftover of an earlier clone name by its record; another upgrade's clone stays", async () => {
+        const s = await setup("canary old name");
+        const note = (clone: string, to = "3.7.1") => JSON.stringify({ kind: "kong-upgrade-canary", clone, source: s.t.db.database, stack: "ct", from: "3.4.3", to, createdAt: "earlier" });
+        // The name before the hash (`<db, 16 chars>_canary_<X>_to_<Y>`), and one of another upgrade (3.8.0) of the same database.
+        const old = `${s.t.db.database.slice(0, 16)}_canary_3_4_3_to_3_7_1`;
+        const other = `${s.t.db.database.slice(0, 16)}_canary_3_4_3_to_3_8_0`;
+        for (const [name, to] of [[old, "3.7.1"], [other, "3.8.0"]]) {
+            await query(s.t, `CREATE DATABASE "${name}"`, "postgres");
+            await query(s.t, `COMMENT ON DATABASE "${name}" IS '${note(name, to)}'`, "postgres");
+        }
+        const r = await s.run();
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, new RegExp(`removed leftovers of an earlier canary of this upgrade: ${old}`));
+        assert.deepEqual(await databasesLike(s.t, old), [], "the old-named clone of this upgrade is dropped");
+        assert.deepEqual(await databasesLike(s.t, other), [other], "another upgrade's clone is not this canary's to drop");
+    });
+
     it("never drops a database of the clone's name whose record is not this upgrade's canary", async () => {
         const s = await setup("canary foreign");
         await query(s.t, `CREATE DATABASE "${s.spec.clone}"`, "postgres");
@@ -208,5 +239,39 @@ describe("canary: leftovers of a killed run", () => {
         assert.match(r.stderr, /exists and its record does not say it is the canary of this upgrade .* the program never drops it/);
         assert.deepEqual(await databasesLike(s.t, s.spec.clone), [s.spec.clone], "still there");
         assert.ok(existsSync(s.docker));
+    });
+});
+
+describe("canary: clone names", () => {
+    const long = "kong_production_eu_west_1_primary_gateway_database_with_a_very_long_name"; // 72 bytes
+    const cases: Array<[string, string, string, string, string, RegExp]> = [
+        ["short name", "prod", "kong", "3.4.3", "3.7.1", /^kong_[0-9a-f]{8}_canary_3_4_3_to_3_7_1$/],
+        ["over 63 bytes", "prod", long, "3.4.3", "3.7.1", /^kong_production_eu_west__[0-9a-f]{8}_canary_3_4_3_to_3_7_1$/],
+        ["long enterprise versions", "prod", long, "3.4.3.12", "3.10.0.1", /^kong_production_eu_we_[0-9a-f]{8}_canary_3_4_3_12_to_3_10_0_1$/],
+        // 24 bytes would split the tenth "é": cut before it.
+        ["multi-byte name cut on a character", "prod", `kong_${"é".repeat(20)}`, "3.4.3", "3.7.1", /^kong_é{9}_[0-9a-f]{8}_canary_3_4_3_to_3_7_1$/],
+    ];
+    for (const [label, stack, db, from, to, shape] of cases) {
+        it(`${label}: fits 63 bytes with its trial, keeps the upgrade in the name`, () => {
+            const name = canaryCloneName(stack, db, from, to);
+            assert.match(name, shape);
+            assert.ok(Buffer.byteLength(trialName(name)) <= MAX_IDENT_BYTES, `${trialName(name)} is ${Buffer.byteLength(trialName(name))} bytes`);
+            assert.equal(trialName(name), `${name}_snap`, "the trial is the clone's name and a suffix, never cut");
+            assert.equal(canaryCloneName(stack, db, from, to), name, "the same upgrade, the same name");
+        });
+    }
+
+    it("databases sharing a long prefix, or two stacks sharing one database, never share a clone", () => {
+        const pairs: Array<[[string, string], [string, string]]> = [
+            [["prod", `${long}_a`], ["prod", `${long}_b`]],
+            [["prod", "kong_gateway_primary_1"], ["prod", "kong_gateway_primary_2"]],
+            [["prod", "kong"], ["staging", "kong"]],
+        ];
+        for (const [[s1, d1], [s2, d2]] of pairs) {
+            const a = canaryCloneName(s1, d1, "3.4.3", "3.7.1");
+            const b = canaryCloneName(s2, d2, "3.4.3", "3.7.1");
+            assert.notEqual(a, b, `${s1}/${d1} and ${s2}/${d2}`);
+            assert.notEqual(trialName(a), trialName(b));
+        }
     });
 });

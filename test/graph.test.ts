@@ -125,11 +125,11 @@ describe("upgrade (direct path 3.4.3 → 3.5.0)", () => {
 describe("canary (upgrade.canary, default on)", () => {
     type Canary = {
         clone: string; hops: Array<Record<string, unknown>>; node: { role: string; container: string }; copy: { image: string; network: string };
-        snapshot?: string; smokePath?: string;
+        snapshot?: string; smokePath?: string; declarativeExport?: unknown;
     };
     it("rehearses every hop with exactly the settings of the real migrations steps, on a clone named for this upgrade", () => {
         const c = path3.spec("canary-3-4-3-to-3-7-1") as Canary;
-        assert.equal(c.clone, "kong_canary_3_4_3_to_3_7_1");
+        assert.match(c.clone, /^kong_[0-9a-f]{8}_canary_3_4_3_to_3_7_1$/);
         assert.deepEqual(c.hops, ["3-5-0", "3-6-1", "3-7-1"].map((v) => (path3.spec(`migrations-up-${v}`) as { kong: unknown }).kong));
         assert.deepEqual(c.node, { container: "test-kong-canary-3-7-1", role: "traditional", drainSeconds: 30 });
         assert.deepEqual([c.copy.image, c.copy.network, c.snapshot], ["postgres:15", "kong-upgrade-test", "template"]);
@@ -153,6 +153,15 @@ describe("canary (upgrade.canary, default on)", () => {
         assert.equal(c.copy.image, "pg:15");
         const d = Graph.of(await evaluate(upgrade({ to: "3.5.0", snapshotStrategy: "dump" })));
         assert.equal((d.spec("canary-3-4-3-to-3-5-0") as Canary).snapshot, "dump");
+        assert.equal((d.spec("canary-3-4-3-to-3-5-0") as Canary).declarativeExport, undefined);
+    });
+
+    it("times the snapshot's declarative export on the clone with X's image when it falls inside the window", async () => {
+        const e = Graph.of(await evaluate(upgrade({ to: "3.5.0", declarativeExport: true })));
+        assert.deepEqual((e.spec("canary-3-4-3-to-3-5-0") as Canary).declarativeExport,
+            (e.spec("snapshot-3-4-3-to-3-5-0") as { declarativeExport: { kong: unknown } }).declarativeExport.kong);
+        const online = Graph.of(await evaluate(upgrade({ to: "3.5.0", declarativeExport: true, onlineSnapshot: true })));
+        assert.equal((online.spec("canary-3-4-3-to-3-5-0") as Canary).declarativeExport, undefined);
     });
 
     it("is not part of a rollback", () => {

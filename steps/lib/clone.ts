@@ -48,6 +48,24 @@ export async function dropCanaryDatabase(c: Client, name: string, want: Pick<Can
     return true;
 }
 
+/**
+ * Databases, whatever their name, whose record says they are this upgrade's canary (or its
+ * snapshot trial): a killed canary's leftovers under an earlier naming scheme are found by their
+ * record, not by a name that may have changed since.
+ */
+export async function canaryDatabasesOf(c: Client, want: Pick<CanaryNote, "source" | "stack" | "from" | "to">): Promise<string[]> {
+    const r = await c.query<{ datname: string; note: string }>(
+        "SELECT datname, shobj_description(oid, 'pg_database') AS note FROM pg_database " +
+        "WHERE shobj_description(oid, 'pg_database') LIKE '%kong-upgrade-canary%' ORDER BY datname");
+    return r.rows.filter((row) => {
+        try {
+            return isCanaryOf(JSON.parse(row.note) as CanaryNote, { ...want, clone: row.datname });
+        } catch {
+            return false;
+        }
+    }).map((row) => row.datname);
+}
+
 /** Creates the empty clone database with its record. */
 export async function createCanaryDatabase(c: Client, note: CanaryNote): Promise<void> {
     if (await databaseExists(c, note.clone)) throw new StepError(`a database named ${note.clone} exists already`);

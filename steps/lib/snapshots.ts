@@ -95,6 +95,21 @@ export function snapshotPrefix(stack: string, database: string, from: string, to
     return `${cutBytes(database, Math.min(room, 24))}${tail}`;
 }
 
+/** What the canary's trial of a template snapshot adds to its clone's name (steps/canary.ts trialName). */
+export const CANARY_TRIAL_SUFFIX = "_snap";
+
+/**
+ * The canary's clone of one stack's database for one upgrade: `<db>_<hash>_canary_<X>_to_<Y>`,
+ * the hash as in snapshot names, so two databases sharing a long prefix (or two stacks sharing a
+ * database name) never share a clone. Leaves room for the trial suffix within 63 bytes.
+ */
+export function canaryCloneName(stack: string, database: string, from: string, to: string): string {
+    const tail = `_${shortHash(stack, database)}_canary_${slug(from)}_to_${slug(to)}`;
+    const room = MAX_IDENT_BYTES - CANARY_TRIAL_SUFFIX.length - Buffer.byteLength(tail);
+    if (room < 1) throw new Error(`internal: versions ${from}, ${to} leave no room in a 63-byte canary name`);
+    return `${cutBytes(database, Math.min(room, 24))}${tail}`;
+}
+
 /** A database name built from `base` and a suffix that must survive: the base is cut, never the suffix. */
 export function fitName(base: string, suffix: string): string {
     const room = MAX_IDENT_BYTES - Buffer.byteLength(suffix);

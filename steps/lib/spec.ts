@@ -208,4 +208,6 @@ export interface CanarySpec {
     smokePath?: string;
     /** What the real run's snapshot does, measured on the clone for the forecast; undefined: online (outside the window). */
     snapshot?: "template" | "dump";
+    /** X's run when that snapshot also takes `kong config db_export` (upgrade.declarativeExport): timed on the clone too. */
+    declarativeExport?: KongRun;
 }

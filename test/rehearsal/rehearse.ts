@@ -303,8 +303,8 @@ async function chainCanary(): Promise<string> {
     const answered = (status: number) => (SIMULATED ? status === 200 : status > 0);
     assert.ok(probes.length > 20 && probes.every((p) => answered(p.status)), `every probe answered (${probes.filter((p) => !answered(p.status)).length} of ${probes.length} not)`);
     assert.ok(container(`${stack}-kong-${slug(X)}-node-0`).running, "X was never stopped");
-    assert.deepEqual(await databases(dbPort, "kong_snap_%"), [], "no snapshot taken");
-    assert.deepEqual(await databases(dbPort, "kong_canary_%"), [], "no clone left");
+    assert.deepEqual(await databases(dbPort, "kong_%_snap_%"), [], "no snapshot taken");
+    assert.deepEqual(await databases(dbPort, "kong_%_canary_%"), [], "no clone left");
     assert.equal(sh(["docker", "ps", "-aq", "--filter", "label=kong-upgrade.role=canary", "--filter", `label=kong-upgrade.stack=${stack}`]).out, "", "no canary container left");
     process.stdout.write(`canary: caught the failure before X stopped; ${probes.length} proxy requests during the run, all answered\n`);
 
@@ -313,13 +313,14 @@ async function chainCanary(): Promise<string> {
     assert.ok(run.ok, "the upgrade completes once the plugin is fixed");
     assert.equal(((await admin(port + 1, "GET", "/")) as { version: string }).version, Y);
     assert.equal(await readEntities(port + 1), EXPECTED);
-    assert.deepEqual(await databases(dbPort, "kong_canary_%"), [], "no clone left");
+    assert.deepEqual(await databases(dbPort, "kong_%_canary_%"), [], "no clone left");
     const state = JSON.parse(readFileSync(path.join(WORK, `${stack}.state.json`), "utf8")) as { resources: Record<string, { name: string; outputs: { stdout?: string } }> };
     const stdout = Object.values(state.resources).find((r) => r.name === canary)!.outputs.stdout!;
-    const result = JSON.parse(stdout.trim().split("\n").pop()!) as { canarySeconds: number; forecast: { windowSeconds: number; parts: Record<string, number> } };
+    const result = JSON.parse(stdout.trim().split("\n").pop()!) as { canarySeconds: number; forecast: { windowSeconds: number; parts: Record<string, number> };
+        stepStartup?: { steps: number; perStep: number; databaseModules: number } };
     const canaryEntry = run.timeline.find((e) => e.name === canary)!;
     const window = downtime(run.timeline, slug(X), slug(Y));
-    writeFileSync(path.join(WORK, "upgrade-canary-timeline.json"), JSON.stringify({ timeline: run.timeline, forecast: result.forecast }, null, 1)); // read by npm run bench
+    writeFileSync(path.join(WORK, "upgrade-canary-timeline.json"), JSON.stringify({ timeline: run.timeline, forecast: result.forecast, stepStartup: result.stepStartup }, null, 1)); // read by npm run bench
     cleanup(stack);
     return `canary ${((canaryEntry.end - canaryEntry.start) / 1000).toFixed(1)}s before X stopped; forecast window ${result.forecast.windowSeconds.toFixed(1)}s; actual ${window}`;
 }
