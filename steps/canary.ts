@@ -9,7 +9,8 @@ import * as path from "path";
 import { databaseExists, entityCounts, quoteIdent, readSchemaMeta, setDatabaseNote, withDatabase, withServer } from "./lib/db";
 import { docker, inspectContainer } from "./lib/docker";
 import { kongEnv, runKong } from "./lib/kong";
-import { StepError, freePort, parseStepResult, pollUntil, progress } from "./lib/log";
+import { StepError, freePort, parseStepResult, progress } from "./lib/log";
+import { untilAnswers } from "./lib/http";
 import { databasePassword } from "./lib/secrets";
 import { exec } from "./lib/exec";
 import { CANARY_SECRET_ENV, CanarySpec, DbTarget, KongRun, SECRET_ENV, SPEC_ENV } from "./lib/spec";
@@ -223,17 +224,16 @@ export async function canary(spec: CanarySpec): Promise<object> {
                 } : {}),
             }, 120, spec.copy.docker);
             if (run.code !== 0) throw new StepError(`docker run of ${spec.node.container} failed: ${run.stderr.trim()}`);
-            await pollUntil(Date.now() + spec.timeoutSeconds * 1000, async () => {
-                const st = await inspectContainer(spec.node.container, spec.copy.docker);
-                if (!st?.running) throw new StepError(`${spec.node.container} exited instead of starting. Kong's output:\n${await logsOf(spec)}`);
-                try {
-                    const r = await fetch(`http://127.0.0.1:${ports.status}/status`, { signal: AbortSignal.timeout(3000) });
-                    const body = await r.json() as { database?: { reachable?: boolean } };
-                    return body.database?.reachable === true ? undefined : `database.reachable is ${String(body.database?.reachable)}`;
-                } catch (e) {
-                    return (e as Error).message;
-                }
-            }, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`);
+            // As verify in the real run: readiness noticed within 100 ms; an exited node ends the wait.
+            await untilAnswers(`http://127.0.0.1:${ports.status}/status`, Date.now() + spec.timeoutSeconds * 1000, ({ body }) => {
+                const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
+                return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
+            }, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`, {
+                alive: async () => {
+                    const st = await inspectContainer(spec.node.container, spec.copy.docker);
+                    if (!st?.running) throw new StepError(`${spec.node.container} exited instead of starting. Kong's output:\n${await logsOf(spec)}`);
+                },
+            });
         });
 
         phase = "verify";
