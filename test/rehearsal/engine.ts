@@ -395,7 +395,8 @@ export async function up(opts: RunOptions): Promise<boolean> {
                     }
                 }
                 if (statusSeen.has(reg.name)) entry.statusAt = statusSeen.get(reg.name);
-                else if (args.type === "docker:index/container:Container") unseen.push(entry);
+                else if (args.type === "docker:index/container:Container"
+                    && ((inputs.ports as Array<{ internal: number }> | undefined) ?? []).some((p) => p.internal === 8100)) unseen.push(entry);
                 if (op !== "same") log(`  done ${reg.name} (${((entry.end - entry.start) / 1000).toFixed(2)}s)`);
                 state.resources[reg.urn] = {
                     urn: reg.urn, type: reg.type, name: reg.name, inputs, outputs, deps: reg.deps, parent: reg.parent,
