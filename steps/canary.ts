@@ -237,7 +237,8 @@ export async function canary(spec: CanarySpec): Promise<object> {
         });
 
         phase = "verify";
-        await startupOf(true);
+        // No start-up sample: the real verify starts while Y's nodes boot (they are created
+        // without Docker's wait), so its start-up lies under Y's start, not after it.
         const node = {
             container: spec.node.container, statusUrl: `http://127.0.0.1:${ports.status}`, adminUrl: `http://127.0.0.1:${ports.admin}`,
             proxyUrl: `http://127.0.0.1:${ports.proxy}`,
@@ -248,8 +249,7 @@ export async function canary(spec: CanarySpec): Promise<object> {
         }, counts));
 
         phase = "graceful stop";
-        // Stop loads the database modules only to lift an online snapshot's freeze (no snapshot in the window).
-        await startupOf(!spec.snapshot);
+        // No start-up sample: the window opens at X's `docker stop`, after the stop step started.
         await timed("stop", async () => {
             const r = await docker(["stop", "--time", String(spec.node.drainSeconds), spec.node.container], {}, spec.node.drainSeconds + 60, spec.copy.docker);
             if (r.code !== 0) throw new StepError(`docker stop ${spec.node.container} failed: ${r.stderr.trim()}`);
@@ -266,10 +266,10 @@ export async function canary(spec: CanarySpec): Promise<object> {
     const removed = await removeCanary(spec, pw);
     progress(`canary passed in ${round((Date.now() - started) / 1000)}s; removed ${removed.join(", ")}`);
 
-    // The window (X's stop → Y verified, as bench/downtime.ts measures it): stop, snapshot (when
-    // inside it), each hop's up and finish, Y's start, verify, each timed above; and each of their
-    // step programs' start-up, which none of those timings holds. Y's nodes are containers, not
-    // step programs; every other step loads the database modules.
+    // The window (X's `docker stop` → Y verified, as bench/downtime.ts measures it): stop, snapshot
+    // (when inside it), each hop's up and finish, Y's start, verify, each timed above; and the
+    // start-up of the step programs that start inside it (snapshot, each up and finish), which none
+    // of those timings holds. Stop starts before the window, verify while Y boots.
     const steps = startups.length;
     parts["step start-up"] = round(startups.reduce((a, x) => a + x.process + x.modules, 0));
     const forecast: Forecast = { windowSeconds: round(Object.values(parts).reduce((a, b) => a + b, 0)), parts };
