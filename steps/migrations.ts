@@ -9,9 +9,8 @@
 import { KongCallResult, MigrationState, listState, migrationsList, migrationsStatus, runKong, runKongSequence } from "./lib/kong";
 import { StepError, progress } from "./lib/log";
 import { CATALOG_ENV, KongRun, StepSpec } from "./lib/spec";
-import { LearntCatalog, catalogFor, classify, describeState, learntCatalogs, readMigrationRows } from "./lib/migrationstate";
-import type { Client } from "pg";
-import { connect } from "./lib/db";
+import { LearntCatalog, classify, describeState, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
+import { withDatabase } from "./lib/db";
 import { databasePassword } from "./lib/secrets";
 
 type Migrations = Extract<StepSpec, { step: "migrations" }>;
@@ -51,7 +50,7 @@ function refuse(state: MigrationState, version: string, output: string): never {
 
 /** `learnt`: the catalogs preflight learnt; by default from KONG_UPGRADE_CATALOGS. */
 export async function migrations(spec: Migrations, learnt = learntCatalogs(process.env[CATALOG_ENV])): Promise<object> {
-    const catalog = catalogFor(learnt, spec.kong);
+    const catalog = await usableCatalog(learnt, spec.kong);
     if (catalog) return migrationsByCatalog(spec, catalog);
     progress(`no catalog of ${spec.kong.image} with these settings from preflight: asking kong migrations list`);
     return migrationsByList(spec);
@@ -62,22 +61,13 @@ export async function migrations(spec: Migrations, learnt = learntCatalogs(proce
  * the state after from schema_meta. The same decisions as migrationsByList, on the same states.
  */
 async function migrationsByCatalog(spec: Migrations, catalog: LearntCatalog): Promise<object> {
-    // One connection reads the state before and after (the window pays for each connect).
-    const t0 = Date.now();
-    const client = await connect(spec.db, databasePassword());
-    try {
-        return await gateByCatalog(spec, catalog, client, (Date.now() - t0) / 1000);
-    } finally {
-        await client.end().catch(() => undefined);
-    }
-}
-
-async function gateByCatalog(spec: Migrations, catalog: LearntCatalog, client: Client, connectSeconds: number): Promise<object> {
     const run = spec.kong;
-    let stateSeconds = connectSeconds;
+    // A connection per read: one kept open across a long `up` could be ended by the server or
+    // dropped by the network on the way, and the read after it would fail or hang in the window.
+    let stateSeconds = 0;
     const read = async () => {
         const t = Date.now();
-        const s = classify(await readMigrationRows(client), catalog.subsystems);
+        const s = classify(await withDatabase(spec.db, databasePassword(), readMigrationRows), catalog.subsystems);
         stateSeconds += (Date.now() - t) / 1000;
         return s;
     };

@@ -4,7 +4,7 @@ import { Client } from "pg";
 import { isFrozen, liftReadOnly, migrationsLock, withDatabase, withServer } from "./lib/db";
 import { inspectContainer, onHost, runningWithLabels } from "./lib/docker";
 import { MigrationState, MigrationStatus, migrationsList, migrationsStatus } from "./lib/kong";
-import { LearntCatalog, catalogFingerprint, catalogFromStatus } from "./lib/migrationstate";
+import { LearntCatalog, catalogFingerprint, catalogFromStatus, imageIdOf } from "./lib/migrationstate";
 import { StepError, progress } from "./lib/log";
 import { ClusterRef, DbTarget, KongRun, StepSpec } from "./lib/spec";
 import { checkSnapshotPresent, chooseSnapshot, restoredBy } from "./restore";
@@ -159,10 +159,10 @@ async function learnCatalogs(runs: KongRun[], notes: string[]): Promise<Array<{ 
     return Promise.all(runs.map(async (run) => {
         if (Number(run.version.split(".")[0]) < 3) return { run };
         try {
-            const status = await migrationsStatus(run);
+            const [status, imageId] = await Promise.all([migrationsStatus(run), imageIdOf(run)]);
             const subsystems = catalogFromStatus(status as unknown as Record<string, unknown>);
             if (!subsystems.core) throw new StepError(`its status names no core migrations`);
-            return { run, status, catalog: { version: run.version, fingerprint: catalogFingerprint(run), subsystems } };
+            return { run, status, catalog: { version: run.version, fingerprint: catalogFingerprint(run), ...(imageId ? { imageId } : {}), subsystems } };
         } catch (e) {
             notes.push(`no catalog of ${run.image}: ${(e as Error).message.split("\n")[0]}; its steps will ask kong migrations list`);
             progress(notes[notes.length - 1]);

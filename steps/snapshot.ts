@@ -21,7 +21,7 @@ import { StepError, progress, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
 import { SnapshotRecord, checkNameLength, dumpFolder, ensurePrivateFolder, sha256File, writePrivateFileAtomic } from "./lib/snapshots";
 import { migrationsList, runKong } from "./lib/kong";
-import { catalogFor, classify, learntCatalogs, readMigrationRows } from "./lib/migrationstate";
+import { classify, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
 import { databasePassword } from "./lib/secrets";
 import { CATALOG_ENV, StepSpec } from "./lib/spec";
 
@@ -68,7 +68,7 @@ export async function checkAtX(spec: Snapshot, schemaMeta: Awaited<ReturnType<ty
     if (!spec.firstHop) return;
     // Inside the window: the first hop's state from schema_meta against its catalog (as the
     // migration steps do), where preflight learnt it; else Kong's own list.
-    const catalog = catalogFor(learntCatalogs(process.env[CATALOG_ENV]), spec.firstHop);
+    const catalog = await usableCatalog(learntCatalogs(process.env[CATALOG_ENV]), spec.firstHop);
     const how = catalog ? `schema_meta against ${spec.firstHop.image}'s catalog` : `kong migrations list with ${spec.firstHop.image}`;
     const state = catalog
         ? classify(await withDatabase(spec.db, databasePassword(), readMigrationRows), catalog.subsystems).state

@@ -3,7 +3,7 @@
 // are all there, and an optional request through each proxy gets a non-5xx answer.
 import { RUNTIME_TABLES, countDifferences, entityCounts, withDatabase } from "./lib/db";
 import { migrationsList } from "./lib/kong";
-import { catalogFor, classify, describeState, learntCatalogs, readMigrationRows } from "./lib/migrationstate";
+import { classify, describeState, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
 import { StepError, parseStepResult, progress } from "./lib/log";
 import { untilAnswers } from "./lib/http";
 import { CATALOG_ENV, EXPECT_ENV, NodeRef, StepSpec } from "./lib/spec";
@@ -37,7 +37,7 @@ export async function verify(spec: Verify, expected = expectedCounts(process.env
     // their sum (it runs inside the downtime window).
     // `kong migrations list` exits 0: computed from schema_meta against Y's catalog when preflight
     // learnt it (exactly Kong's classification, no Kong container in the window), else Kong's own list.
-    const catalog = catalogFor(learntCatalogs(process.env[CATALOG_ENV]), spec.kong);
+    const catalog = await usableCatalog(learntCatalogs(process.env[CATALOG_ENV]), spec.kong);
     const migrationState = catalog
         ? withDatabase(spec.db, databasePassword(), readMigrationRows).then((rows) => {
             const s = classify(rows, catalog.subsystems);

@@ -62,9 +62,10 @@ describe("classify: Kong's State.load and list's exit code, case by case", () =>
     });
 
     it("a catalog belongs to an image and its settings, not to a database", () => {
-        const base = { image: "kong:3.7.1", plugins: "bundled", env: { KONG_A: "1", KONG_B: "2" } };
-        assert.equal(catalogFingerprint(base), catalogFingerprint({ ...base, env: { KONG_B: "2", KONG_A: "1" } }));
-        for (const other of [{ image: "kong:3.7.0" }, { plugins: "bundled,my-plugin" }, { env: { KONG_A: "1", KONG_LUA_PACKAGE_PATH: "/x/?.lua" } }]) {
+        const base = { image: "kong:3.7.1", plugins: "bundled", env: { KONG_A: "1", KONG_B: "2" }, license: false, secretEnv: ["KONG_X", "KONG_Y"] };
+        assert.equal(catalogFingerprint(base), catalogFingerprint({ ...base, env: { KONG_B: "2", KONG_A: "1" }, secretEnv: ["KONG_Y", "KONG_X"] }));
+        for (const other of [{ image: "kong:3.7.0" }, { plugins: "bundled,my-plugin" }, { env: { KONG_A: "1", KONG_LUA_PACKAGE_PATH: "/x/?.lua" } },
+            { license: true }, { secretEnv: ["KONG_X"] }]) {
             assert.notEqual(catalogFingerprint(base), catalogFingerprint({ ...base, ...other }));
         }
     });
@@ -217,6 +218,21 @@ describe("the steps with a catalog: one Kong container per migration step, none 
         // kong.plugins edited after preflight: the catalog would miss or invent plugin subsystems.
         const r = ok(await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0", { plugins: "off" }) }, { ...t, env: { [CATALOG_ENV]: pre } }));
         assert.deepEqual([r.gate, r.before, r.after], ["list", "new", "up-to-date"]);
+    });
+
+    it("a catalog learnt from another image under the same tag (rebuilt since preflight) is not used", async () => {
+        const t = await server.kongDatabase("rebuilt");
+        assert.equal((await kong(t, kongRun(t.db, "3.4.3"), ["migrations", "bootstrap"])).code, 0);
+        const pre = await preflightCatalogs(t, ["3.5.0"]);
+        // As preflight records it on a Docker host: the image's id.
+        const result = JSON.parse(pre.trim().split("\n").pop()!) as { catalogs: Array<Record<string, unknown>> };
+        result.catalogs[0].imageId = "sha256:learnt";
+        const env = { [CATALOG_ENV]: JSON.stringify(result), FAKE_DOCKER_STATE: fakeDockerState(), FAKE_DOCKER_KONG: STANDIN, KONG_UPGRADE_KONG_COMMAND: "" };
+        const up = await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") }, { ...t, env: { ...env, FAKE_DOCKER_IMAGE_ID: "sha256:rebuilt" } });
+        assert.equal(ok(up).gate, "list");
+        assert.match(up.stderr, /kong:3\.5\.0 is not the image preflight learnt its migrations from/);
+        const finish = await runStep({ step: "migrations", phase: "finish", db: t.db, kong: kongRun(t.db, "3.5.0") }, { ...t, env: { ...env, FAKE_DOCKER_IMAGE_ID: "sha256:learnt" } });
+        assert.equal(ok(finish).gate, "schema_meta", "the same image: the catalog stands");
     });
 
     it("a hop before 3.0 (no `kong migrations status`) gets no catalog, and preflight still passes", async () => {

@@ -16,23 +16,30 @@ let server: TestServer;
 before(async () => { server = await startPostgres(); });
 after(async () => { await server?.stop(); });
 
-/** A port that behaves as docker-proxy in front of a node ready `readyAfterMs` after the first connection (never: Infinity). */
-function proxyLike(readyAfterMs: number): Promise<{ port: number; held: () => number; close: () => void }> {
+/**
+ * A port that behaves as docker-proxy in front of a node ready `readyAfterMs` after the first
+ * connection (never: Infinity); before that it holds each connection, or with `notYet` answers
+ * at once that the database is not reachable (Kong up, its database not yet).
+ */
+function proxyLike(readyAfterMs: number, notYet = false): Promise<{ port: number; held: () => number; requests: () => number; close: () => void }> {
     let opened: number | undefined; // the first connection: the step program's start-up is not the node's
     const sockets = new Set<net.Socket>();
     let held = 0;
+    let requests = 0;
     const s = net.createServer((sock) => {
         opened ??= Date.now();
         sockets.add(sock);
         sock.on("close", () => sockets.delete(sock));
-        if (Date.now() - opened < readyAfterMs) { held++; return; } // accepted, never answered
+        requests++;
+        const ready = Date.now() - opened < readyAfterMs ? false : true;
+        if (!ready && !notYet) { held++; return; } // accepted, never answered
         sock.once("data", () => {
-            const body = JSON.stringify({ database: { reachable: true }, server: {} });
+            const body = JSON.stringify({ database: { reachable: ready }, server: {} });
             sock.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
         });
     });
     return new Promise((resolve) => s.listen(0, "127.0.0.1", () => resolve({
-        port: (s.address() as net.AddressInfo).port, held: () => held,
+        port: (s.address() as net.AddressInfo).port, held: () => held, requests: () => requests,
         close: () => { for (const k of sockets) k.destroy(); s.close(); },
     })));
 }
@@ -69,6 +76,20 @@ describe("verify waits for a node that starts behind docker-proxy", () => {
             assert.equal(r.result?.kongContainers, 0, "the migration state from schema_meta: nothing else keeps the step alive");
             assert.match(r.stderr, /1 node\(s\) report the database reachable/);
             assert.ok(node.held() > 1, `requests kept starting while earlier ones were held (${node.held()} held)`);
+        } finally {
+            node.close();
+        }
+    });
+
+    it("asks every 100 ms, not as fast as answers come back, while Kong says its database is not reachable yet", async () => {
+        const t = await bootstrapped("cadence");
+        const node = await proxyLike(2000, true);
+        try {
+            const r = await verify(t, node.port, 60);
+            assert.equal(r.code, 0, r.stderr);
+            // 2 s at one request per 100 ms is about 20; a loop without a pause makes hundreds
+            // (each a database connection Kong opens for /status).
+            assert.ok(node.requests() >= 5 && node.requests() <= 40, `${node.requests()} requests in 2 s`);
         } finally {
             node.close();
         }

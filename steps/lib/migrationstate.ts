@@ -19,7 +19,8 @@ import { createHash } from "crypto";
 import type { Client } from "pg";
 import type { KongRun } from "./spec";
 import type { MigrationState } from "./kong";
-import { parseStepResult } from "./log";
+import { parseStepResult, progress } from "./log";
+import { docker } from "./docker";
 
 /** Migration names per subsystem, as one Kong build with one KONG_PLUGINS loads them. */
 export type Catalog = Record<string, string[]>;
@@ -28,6 +29,8 @@ export type Catalog = Record<string, string[]>;
 export interface LearntCatalog {
     version: string;
     fingerprint: string;
+    /** The image's id when preflight learnt it: a tag rebuilt since then is another image. */
+    imageId?: string;
     subsystems: Catalog;
 }
 
@@ -51,9 +54,23 @@ export interface ClassifiedState {
  * What decides a catalog: the image (its code), KONG_PLUGINS (which plugin subsystems load) and
  * the other settings (a custom plugin's path). The database is not part of it.
  */
-export function catalogFingerprint(run: Pick<KongRun, "image" | "plugins" | "env">): string {
+export function catalogFingerprint(run: Pick<KongRun, "image" | "plugins" | "env" | "secretEnv" | "license">): string {
     const env = Object.fromEntries(Object.keys(run.env).sort().map((k) => [k, run.env[k]]));
-    return createHash("sha256").update(JSON.stringify({ image: run.image, plugins: run.plugins, env })).digest("hex").slice(0, 32);
+    // Secret settings by name only (their values never leave the step's environment); the
+    // license switches an Enterprise image's own subsystems on.
+    const secret = [...(run.secretEnv ?? [])].sort();
+    return createHash("sha256").update(JSON.stringify({ image: run.image, plugins: run.plugins, env, secret, license: run.license ?? false }))
+        .digest("hex").slice(0, 32);
+}
+
+/**
+ * The id of the image a run's containers start from, or undefined where Kong runs locally (the
+ * test seam KONG_UPGRADE_KONG_COMMAND) or the image is not there (then `docker run` says so).
+ */
+export async function imageIdOf(run: KongRun): Promise<string | undefined> {
+    if (process.env.KONG_UPGRADE_KONG_COMMAND) return undefined;
+    const r = await docker(["image", "inspect", "-f", "{{.Id}}", run.image], {}, 60, run.docker);
+    return r.code === 0 ? r.stdout.trim() || undefined : undefined;
 }
 
 /** The catalog in a `kong migrations status` result: every name it classified, whatever the class. */
@@ -108,10 +125,23 @@ export function describeState(s: ClassifiedState): string {
         || (s.state === "needs-bootstrap" ? "no schema_meta table: the database needs bootstrapping" : "no migrations");
 }
 
-/** This run's catalog among those preflight learnt, or undefined (then the step asks Kong itself). */
+/** This run's catalog among those preflight learnt, by settings; usableCatalog also checks the image. */
 export function catalogFor(learnt: LearntCatalog[] | undefined, run: KongRun): LearntCatalog | undefined {
     const fp = catalogFingerprint(run);
     return learnt?.find((c) => c.version === run.version && c.fingerprint === fp);
+}
+
+/**
+ * This run's catalog, if preflight learnt it with these settings and the image is still the one
+ * it learnt it from; undefined otherwise (then the step asks Kong itself, with `list`).
+ */
+export async function usableCatalog(learnt: LearntCatalog[] | undefined, run: KongRun): Promise<LearntCatalog | undefined> {
+    const catalog = catalogFor(learnt, run);
+    if (!catalog?.imageId) return catalog;
+    const now = await imageIdOf(run);
+    if (now === catalog.imageId) return catalog;
+    progress(`${run.image} is not the image preflight learnt its migrations from (${catalog.imageId.slice(0, 19)}, now ${now?.slice(0, 19) ?? "absent"})`);
+    return undefined;
 }
 
 /** The catalogs in the upgrade preflight's result (KONG_UPGRADE_CATALOGS), if any. */

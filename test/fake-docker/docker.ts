@@ -175,6 +175,14 @@ switch (args[0]) {
         rmSync(bin, { recursive: true, force: true });
         process.exit(r.status ?? 125);
     }
+    case "image": {
+        // `image inspect -f {{.Id}} <image>`: every image has the id FAKE_DOCKER_IMAGE_ID, or none is present.
+        if (args[1] !== "inspect") break;
+        const id = process.env.FAKE_DOCKER_IMAGE_ID;
+        if (!id) { process.stderr.write(`Error: No such image: ${args[args.length - 1]}\n`); process.exit(1); }
+        process.stdout.write(`${id}\n`);
+        process.exit(0);
+    }
     default:
         process.stderr.write(`fake docker: unsupported ${args.join(" ")}\n`);
         process.exit(2);
