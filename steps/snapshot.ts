@@ -106,7 +106,8 @@ async function databaseSnapshot(c: Client, spec: Snapshot): Promise<SnapshotReco
     progress(`freezing ${source} read-only while cluster ${spec.from} keeps proxying`);
     await freezeReadOnly(c, source);
     try {
-        progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}; clients reconnect read-only`);
+        // takeSnapshot closes the database to new sessions, ends X's (they were read-write), copies
+        // it and opens it again: X's nodes then reconnect read-only.
         const record = await takeSnapshot(c, { ...spec, terminateSessions: true }, props, server);
         progress(`${source} stays read-only until cluster ${spec.from} is stopped`);
         return record;
@@ -153,6 +154,10 @@ async function takeSnapshot(c: Client, spec: Snapshot, database: SnapshotRecord[
     }
 
     if (await databaseExists(c, name)) throw new StepError(`a database named ${name} exists already; it is never overwritten`);
+    // Online, X still serves and reconnects as soon as a session of its ends: hold its reconnects
+    // off for the copy first (its nodes keep proxying from their caches), or ending its sessions
+    // races with them (the caller opens the database again on failure).
+    if (spec.online) await allowConnections(c, source, false);
     const sessions = await sessionsOn(c, source);
     if (sessions.length > 0) {
         if (!spec.terminateSessions) {
@@ -160,12 +165,6 @@ async function takeSnapshot(c: Client, spec: Snapshot, database: SnapshotRecord[
                 `a template copy needs none. Stop those clients, or set upgrade.terminateSessions: true to end them`);
         }
         progress(`ending ${await terminateSessions(c, source)} session(s) on ${source}: ${describeSessions(sessions)}`);
-    }
-    if (spec.online) {
-        // A template copy needs no session on the source: hold X's reconnects off for the copy
-        // (its nodes keep proxying from their caches), then end the sessions that remain.
-        await allowConnections(c, source, false);
-        await terminateSessions(c, source);
     }
     const takenAt = new Date().toISOString();
     progress(`CREATE DATABASE ${name} TEMPLATE ${source}`);
