@@ -11,7 +11,7 @@ export interface Answer {
     body: unknown;
 }
 
-export async function fetchAnswer(url: string, signal: AbortSignal): Promise<Answer> {
+async function fetchAnswer(url: string, signal: AbortSignal): Promise<Answer> {
     const r = await fetch(url, { signal });
     const text = await r.text();
     try {

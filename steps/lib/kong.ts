@@ -103,8 +103,7 @@ export type MigrationState = "up-to-date" | "needs-bootstrap" | "pending" | "new
 export async function migrationsList(run: KongRun): Promise<{ state: MigrationState; output: string }> {
     const r = await runKong(run, ["migrations", "list"], 120);
     const output = (r.stdout + r.stderr).trim();
-    const states: Record<number, MigrationState> = { 0: "up-to-date", 3: "needs-bootstrap", 4: "pending", 5: "new" };
-    const state = states[r.code];
+    const state = listState(r.code);
     if (!state) throw new StepError(`kong migrations list (${run.image}) failed with exit ${r.code}:\n${output}`);
     return { state, output };
 }

@@ -125,18 +125,13 @@ export function describeState(s: ClassifiedState): string {
         || (s.state === "needs-bootstrap" ? "no schema_meta table: the database needs bootstrapping" : "no migrations");
 }
 
-/** This run's catalog among those preflight learnt, by settings; usableCatalog also checks the image. */
-export function catalogFor(learnt: LearntCatalog[] | undefined, run: KongRun): LearntCatalog | undefined {
-    const fp = catalogFingerprint(run);
-    return learnt?.find((c) => c.version === run.version && c.fingerprint === fp);
-}
-
 /**
  * This run's catalog, if preflight learnt it with these settings and the image is still the one
  * it learnt it from; undefined otherwise (then the step asks Kong itself, with `list`).
  */
 export async function usableCatalog(learnt: LearntCatalog[] | undefined, run: KongRun): Promise<LearntCatalog | undefined> {
-    const catalog = catalogFor(learnt, run);
+    const fp = catalogFingerprint(run);
+    const catalog = learnt?.find((c) => c.version === run.version && c.fingerprint === fp);
     if (!catalog?.imageId) return catalog;
     const now = await imageIdOf(run);
     if (now === catalog.imageId) return catalog;
