@@ -9,7 +9,7 @@
 // run): @pulumi/command re-runs create when any input changes, and a copy taken then would be a
 // half-migrated "snapshot". Each run takes a fresh snapshot; none is ever reused or overwritten.
 import { randomUUID } from "crypto";
-import { chmodSync, existsSync, renameSync, statSync } from "fs";
+import { chmodSync, existsSync, readdirSync, renameSync, statSync } from "fs";
 import * as path from "path";
 import { Client } from "pg";
 import {
@@ -17,7 +17,7 @@ import {
     lockStack, quoteIdent, quoteLiteral, readSchemaMeta, serverIdentity, sessionsOn, terminateSessions, withDatabase, withServer,
 } from "./lib/db";
 import { crashPoint } from "./lib/crash";
-import { StepError, progress, stamp } from "./lib/log";
+import { StepError, progress, sleep, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
 import { SnapshotRecord, checkNameLength, dumpFolder, ensurePrivateFolder, sha256File, writePrivateFileAtomic } from "./lib/snapshots";
 import { migrationsList, runKong } from "./lib/kong";
@@ -118,11 +118,53 @@ async function databaseSnapshot(c: Client, spec: Snapshot): Promise<SnapshotReco
     }
 }
 
+/**
+ * A snapshot name nothing holds yet. Names carry the second they were taken in, and a rerun after
+ * a kill can come within the second of the run it replaces: what that run left (a copy killed
+ * before its record, a dump not yet recorded) is never overwritten nor adopted, so the name waits
+ * for the next second.
+ */
+export async function unusedName(prefix: string, taken: (name: string) => Promise<boolean>): Promise<string> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+        const name = `${prefix}${stamp()}`;
+        checkNameLength(name);
+        if (!(await taken(name))) return name;
+        await sleep(1005 - (Date.now() % 1000));
+    }
+    throw new StepError(`every snapshot name ${prefix}<time> tried in the last 3 s exists already; none is ever overwritten`);
+}
+
+/**
+ * Names what earlier runs of this upgrade's snapshot left, before a new one is taken. A copy or a
+ * dump without its record (the run was killed before writing it) is not a snapshot: no rollback
+ * ever picks it. One with its record but not in Pulumi's state (killed before it could report) is
+ * kept like every snapshot. The program drops none of them; the operator may, once checked.
+ */
+async function reportLeftovers(c: Client, prefix: string, folder: string | undefined): Promise<void> {
+    const like = `${prefix.replace(/[\\_%]/g, (ch) => `\\${ch}`)}%`;
+    const copies = (await c.query<{ datname: string; recorded: boolean }>(
+        `SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') LIKE '{"kind":"kong-upgrade-snapshot"%' AS recorded
+           FROM pg_database WHERE datname LIKE $1 ORDER BY 1`, [like])).rows;
+    const files = folder && existsSync(folder) ? readdirSync(folder).filter((f) => f.startsWith(prefix)).sort() : [];
+    const dumps = files.filter((f) => f.endsWith(".dump") || f.endsWith(".dump.partial")).map((f) => ({
+        left: path.join(folder!, f), recorded: f.endsWith(".dump") && files.includes(f.replace(/\.dump$/, ".json")),
+    }));
+    for (const { left, recorded } of [...copies.map((d) => ({ left: `database ${d.datname}`, recorded: d.recorded })), ...dumps]) {
+        progress(recorded
+            ? `an earlier snapshot of this upgrade, ${left}, is kept; the rollback restores only the snapshot this run records`
+            : `warning: ${left} was left by an interrupted snapshot of this upgrade; it has no record, is not a snapshot and is never restored. ` +
+              `Remove it by hand once you have checked it`);
+    }
+}
+
 async function takeSnapshot(c: Client, spec: Snapshot, database: SnapshotRecord["database"], server: { systemIdentifier?: string; note?: string }): Promise<SnapshotRecord> {
     const pw = databasePassword();
     const source = spec.db.database;
-    const name = `${spec.prefix}${stamp()}`;
-    checkNameLength(name);
+    const folder = spec.strategy === "dump" && spec.dump ? dumpFolder(spec.dump.directory, spec.stack, source) : undefined;
+    await reportLeftovers(c, spec.prefix, folder);
+    const name = await unusedName(spec.prefix, folder
+        ? async (n) => [".dump", ".dump.partial", ".json"].some((ext) => existsSync(path.join(folder, `${n}${ext}`)))
+        : (n) => databaseExists(c, n));
     const { schemaMeta, counts } = await withDatabase(spec.db, pw, async (k) => ({ schemaMeta: await readSchemaMeta(k), counts: await entityCounts(k) }));
     const base = {
         kind: "kong-upgrade-snapshot" as const, snapshot: name, strategy: spec.strategy, stack: spec.stack,
@@ -132,8 +174,7 @@ async function takeSnapshot(c: Client, spec: Snapshot, database: SnapshotRecord[
 
     if (spec.strategy === "dump") {
         const dump = spec.dump;
-        if (!dump) throw new StepError("dump strategy without a dump target");
-        const folder = dumpFolder(dump.directory, spec.stack, source);
+        if (!dump || !folder) throw new StepError("dump strategy without a dump target");
         ensurePrivateFolder(folder);
         crashPoint();
         const file = path.join(folder, `${name}.dump`);
@@ -153,7 +194,6 @@ async function takeSnapshot(c: Client, spec: Snapshot, database: SnapshotRecord[
         return record;
     }
 
-    if (await databaseExists(c, name)) throw new StepError(`a database named ${name} exists already; it is never overwritten`);
     // Online, X still serves and reconnects as soon as a session of its ends: hold its reconnects
     // off for the copy first (its nodes keep proxying from their caches), or ending its sessions
     // races with them (the caller opens the database again on failure).

@@ -5,7 +5,7 @@
 // nothing lost (the database replaced is kept aside), the snapshot intact, no freeze left.
 import { strict as assert } from "assert";
 import { spawn } from "child_process";
-import { existsSync, mkdtempSync, readFileSync } from "fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { after, before, describe, it } from "node:test";
@@ -89,7 +89,7 @@ function snapshotSpec(db: DbTarget, strategy: "template" | "dump", dump?: DumpTa
     };
 }
 
-interface Case { spec: StepSpec; db: DbTarget; expect?: string; check: (r: Record<string, unknown>) => Promise<void> }
+interface Case { spec: StepSpec; db: DbTarget; expect?: string; check: (r: Record<string, unknown>, stderr: string) => Promise<void> }
 
 async function databases(like: string): Promise<string[]> {
     return (await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1", [like])).rows.map((r) => r.datname);
@@ -117,8 +117,15 @@ async function prepare(kind: Kind): Promise<Case> {
         const spec = snapshotSpec(db, kind === "snapshot-dump" ? "dump" : "template", kind === "snapshot-dump" ? dump : undefined, kind === "snapshot-online");
         return {
             spec, db,
-            check: async (record) => {
+            check: async (record, stderr) => {
                 assert.deepEqual(await fingerprint(db, PASSWORD), rows);
+                // What the killed run left is kept, never taken for the snapshot, and named to the operator.
+                const prefix = snapshotPrefix(STACK, db.database, "3.4.3", "3.5.0");
+                const left = kind === "snapshot-dump"
+                    ? readdirSync(dumpFolder(dir, STACK, db.database)).filter((f) => f.endsWith(".dump") || f.endsWith(".dump.partial"))
+                        .filter((f) => f !== `${String(record.snapshot)}.dump`)
+                    : (await databases(`${prefix.replace(/_/g, "\\_")}%`)).filter((d) => d !== record.snapshot);
+                for (const l of left) assert.ok(stderr.includes(l), `${l}, left by the killed run, is named`);
                 if (kind === "snapshot-online") {
                     // A completed online snapshot leaves only the read-only freeze, which stopping X lifts.
                     const frozen = await databaseLevel(admin, db.database);
@@ -185,7 +192,7 @@ async function killAndRerun(kind: Kind, point: number): Promise<void> {
     }
     const rerun = await run(c.spec, env);
     try {
-        await c.check(ok(rerun));
+        await c.check(ok(rerun), rerun.stderr);
     } catch (e) {
         (e as Error).message = `${kind} killed at point ${point}: ${(e as Error).message}\nrerun:\n${rerun.stderr}`;
         throw e;

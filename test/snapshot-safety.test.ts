@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
 import { DbTarget, DumpTarget, StepSpec } from "../steps/lib/spec";
 import { dumpFolder, snapshotPrefix } from "../steps/lib/snapshots";
+import { stamp } from "../steps/lib/log";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { StepRun, kongRun, runStep } from "./helpers/steps";
 import { databaseLevel, fingerprint, loadKong371, schemaFacts, seedKong, withClient } from "./helpers/kong-fixture";
@@ -170,6 +171,25 @@ describe("reproductions of issue 10", () => {
         refused(await runStep(spec, t), /hop 3\.5\.0 has already migrated it \(schema_meta: .*core last executed 021_340_to_350/);
         const snaps = await admin.query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", [snapshotPrefix("hm", t.db.database, "3.4.3", "3.7.1")]);
         assert.equal(snaps.rowCount, 1, "only the snapshot taken at X exists");
+    });
+
+    it("a rerun within the second of a killed snapshot never takes or overwrites what it left: a new name, the leftover named", async () => {
+        const t = await kongDb();
+        const prefix = snapshotPrefix("rerun", t.db.database, "3.4.3", "3.7.1");
+        // What a run killed between CREATE DATABASE and its record leaves, for this second and the next.
+        const now = Date.now();
+        const held = [stamp(new Date(now)), stamp(new Date(now + 1000))].map((s) => `${prefix}${s}`);
+        for (const h of held) await admin.query(`CREATE DATABASE "${h}" TEMPLATE "${t.db.database}"`);
+        const run = await runStep(snapSpec(t.db, "rerun"), t);
+        const r = ok(run);
+        assert.ok(!held.includes(String(r.snapshot)), `a new name, not ${r.snapshot}`);
+        assert.ok(String(r.snapshot).startsWith(prefix));
+        for (const h of held) {
+            assert.match(run.stderr, new RegExp(`database ${h} was left by an interrupted snapshot`));
+            const left = await admin.query("SELECT shobj_description(oid, 'pg_database') AS note FROM pg_database WHERE datname = $1", [h]);
+            assert.equal(left.rowCount, 1, `${h} is kept`);
+            assert.equal(left.rows[0].note, null, `${h} is left as it was`);
+        }
     });
 
     it("a dump and its JSON swapped together are refused through the checksum kept in state", async () => {
