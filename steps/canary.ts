@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { databaseExists, entityCounts, quoteIdent, readSchemaMeta, setDatabaseNote, withDatabase, withServer } from "./lib/db";
-import { docker, inspectContainer } from "./lib/docker";
+import { checkStarting, docker } from "./lib/docker";
 import { kongEnv, runKong } from "./lib/kong";
 import { StepError, freePort, parseStepResult, progress } from "./lib/log";
 import { untilAnswers } from "./lib/http";
@@ -228,12 +228,8 @@ export async function canary(spec: CanarySpec): Promise<object> {
             await untilAnswers(`http://127.0.0.1:${ports.status}/status`, Date.now() + spec.timeoutSeconds * 1000, ({ body }) => {
                 const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
                 return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
-            }, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`, {
-                alive: async () => {
-                    const st = await inspectContainer(spec.node.container, spec.copy.docker);
-                    if (!st?.running) throw new StepError(`${spec.node.container} exited instead of starting. Kong's output:\n${await logsOf(spec)}`);
-                },
-            });
+            }, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`,
+            { alive: () => checkStarting(spec.node.container, spec.copy.docker) });
         });
 
         phase = "verify";

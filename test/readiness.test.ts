@@ -7,7 +7,9 @@ import { strict as assert } from "assert";
 import * as net from "net";
 import { after, before, describe, it } from "node:test";
 import { TestServer, startPostgres } from "./helpers/postgres";
-import { kongRun, runStep, STANDIN } from "./helpers/steps";
+import { fakeDockerState, kongRun, runStep, STANDIN } from "./helpers/steps";
+import { writeFileSync } from "fs";
+import * as path from "path";
 import { spawnSync } from "child_process";
 import { catalogFromStatus, catalogFingerprint } from "../steps/lib/migrationstate";
 import { CATALOG_ENV } from "../steps/lib/spec";
@@ -60,11 +62,23 @@ async function bootstrapped(label: string) {
     return { ...t, env: { [CATALOG_ENV]: catalogs } };
 }
 
+/** The fake docker's world: Y's node as Docker would report it while it starts (running) or after Kong exited. */
+function container(state: { running: boolean; exitCode?: number; restarts?: number; log?: string }): string {
+    const file = fakeDockerState();
+    let log: string | undefined;
+    if (state.log) {
+        log = path.join(path.dirname(file), "node.log");
+        writeFileSync(log, state.log);
+    }
+    writeFileSync(file, JSON.stringify({ "rd-kong-3-7-1-node-0": { health: "", labels: {}, ...state, log } }));
+    return file;
+}
+
 describe("verify waits for a node that starts behind docker-proxy", () => {
-    const verify = (t: Awaited<ReturnType<typeof bootstrapped>>, port: number, timeoutSeconds: number) => runStep({
+    const verify = (t: Awaited<ReturnType<typeof bootstrapped>>, port: number, timeoutSeconds: number, docker = container({ running: true })) => runStep({
         step: "verify", db: t.db, kong: kongRun(t.db, "3.7.1"), timeoutSeconds,
         cluster: { stack: "rd", version: "3.7.1", nodes: [{ container: "rd-kong-3-7-1-node-0", statusUrl: `http://127.0.0.1:${port}`, adminUrl: "", proxyUrl: "" }] },
-    }, t);
+    }, { ...t, env: { ...t.env, FAKE_DOCKER_STATE: docker } });
 
     it("passes once the node answers, though earlier connections are still held", async () => {
         const t = await bootstrapped("late");
@@ -107,4 +121,25 @@ describe("verify waits for a node that starts behind docker-proxy", () => {
             node.close();
         }
     });
+    // Y's nodes are created without Docker's wait: a node whose Kong exits at start-up (a bad
+    // setting) must fail verify at once, with Kong's words, not after the whole health timeout.
+    for (const [what, state, words] of [
+        ["exited", { running: false, exitCode: 1 }, /exited with 1 instead of starting/],
+        ["restarted by its restart policy", { running: true, exitCode: 1, restarts: 2 }, /exited with 1 and was restarted 2 time\(s\) instead of starting/],
+    ] as const) {
+        it(`fails within seconds, with Kong's output, when the node ${what}`, async () => {
+            const t = await bootstrapped(`dead${what.length}`);
+            const node = await proxyLike(Infinity);
+            const started = Date.now();
+            try {
+                const r = await verify(t, node.port, 60, container({ ...state, log: "Error: invalid value for KONG_PROXY_LISTEN\n" }));
+                assert.equal(r.code, 1, r.stderr);
+                assert.match(r.stderr, words);
+                assert.match(r.stderr, /Kong's output \(docker logs --tail 30\):\nError: invalid value for KONG_PROXY_LISTEN/);
+                assert.ok(Date.now() - started < 20_000, `failed after ${Date.now() - started} ms, not at the 60 s timeout`);
+            } finally {
+                node.close();
+            }
+        });
+    }
 });

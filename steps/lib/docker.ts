@@ -34,18 +34,27 @@ export interface ContainerState {
     /** Docker health status: healthy, unhealthy, starting, or "" without a health check. */
     health: string;
     labels: Record<string, string>;
+    /** Between a crash and the restart its restart policy makes. */
+    restarting: boolean;
+    /** The exit code of its latest run (0 while it has never exited). */
+    exitCode: number;
+    /** How often its restart policy restarted it: Kong exiting at start-up shows here. */
+    restartCount: number;
 }
 
 /** State of a container, or undefined when it does not exist. */
 export async function inspectContainer(name: string, endpoint?: DockerEndpoint): Promise<ContainerState | undefined> {
-    const r = await docker(["container", "inspect", "--format", "{{json .State}}|{{json .Config.Labels}}", name], {}, 0, endpoint);
+    const r = await docker(["container", "inspect", "--format", "{{json .State}}|{{json .Config.Labels}}|{{.RestartCount}}", name], {}, 0, endpoint);
     if (r.code !== 0) {
         if (/no such (container|object)/i.test(r.stderr)) return undefined;
         throw new StepError(`docker container inspect ${name}${onHost(endpoint)} failed: ${r.stderr.trim()}`);
     }
-    const [state, labels] = r.stdout.trim().split("|");
-    const s = JSON.parse(state) as { Running: boolean; Health?: { Status: string } };
-    return { name, running: s.Running, health: s.Health?.Status ?? "", labels: (JSON.parse(labels) as Record<string, string> | null) ?? {} };
+    const [state, labels, restarts] = r.stdout.trim().split("|");
+    const s = JSON.parse(state) as { Running: boolean; Restarting?: boolean; ExitCode?: number; Health?: { Status: string } };
+    return {
+        name, running: s.Running, health: s.Health?.Status ?? "", labels: (JSON.parse(labels) as Record<string, string> | null) ?? {},
+        restarting: s.Restarting ?? false, exitCode: s.ExitCode ?? 0, restartCount: Number(restarts) || 0,
+    };
 }
 
 /** Running containers carrying every label given. */
@@ -56,4 +65,21 @@ export async function runningWithLabels(labels: Record<string, string>, endpoint
     const names = r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
     const states = await Promise.all(names.map((n) => inspectContainer(n, endpoint)));
     return states.filter((s): s is ContainerState => s !== undefined && s.running);
+}
+
+/**
+ * Throws when a node that should be starting has failed: it is gone, it exited, or its restart
+ * policy is restarting it (Kong exits at start-up on a bad setting, and `unless-stopped` brings it
+ * back to fail again). The message carries Kong's last lines, so nobody waits out a timeout to
+ * learn what `docker logs` says.
+ */
+export async function checkStarting(container: string, endpoint?: DockerEndpoint): Promise<void> {
+    const s = await inspectContainer(container, endpoint);
+    const failed = !s ? "does not exist"
+        : s.restartCount > 0 || s.restarting ? `exited with ${s.exitCode} and was restarted ${s.restartCount} time(s)`
+            : !s.running ? `exited with ${s.exitCode}` : undefined;
+    if (!failed) return;
+    const logs = s ? await docker(["logs", "--tail", "30", container], {}, 30, endpoint) : undefined;
+    const output = logs ? `${logs.stdout}${logs.stderr}`.trim() : "";
+    throw new StepError(`${container}${onHost(endpoint)} ${failed} instead of starting` + (output ? `. Kong's output (docker logs --tail 30):\n${output}` : ""));
 }

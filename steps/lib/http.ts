@@ -4,7 +4,12 @@
 // when the held one times out; so a new request starts every `everyMs`, on a fixed cadence,
 // while earlier ones are still held, and the first acceptable answer ends the wait. When the wait
 // ends, every request still in flight is aborted (a held fetch keeps the process alive).
-import { StepError, sleep } from "./log";
+import { StepError } from "./log";
+
+/** A pause that does not hold the process once the wait is over (steps/main.ts holds it while a step runs). */
+function pause(ms: number): Promise<void> {
+    return new Promise((resolve) => { setTimeout(resolve, ms).unref(); });
+}
 
 export interface Answer {
     status: number;
@@ -24,7 +29,8 @@ async function fetchAnswer(url: string, signal: AbortSignal): Promise<Answer> {
 /**
  * Until `accept(answer)` returns undefined for an answer of `url`, starting a request every
  * `everyMs` (each may wait `attemptMs`); `accept` says why an answer is not yet good enough.
- * `alive` runs about once a second and throws to end the wait early (e.g. the container exited).
+ * `alive` runs about once a second beside the requests (never delaying one) and throws to end the
+ * wait early (e.g. the container exited).
  * On timeout the message gives the latest answer's reason, or else the latest transport error.
  */
 export async function untilAnswers(url: string, deadline: number, accept: (a: Answer) => string | undefined, timedOut: (last: string) => string,
@@ -36,9 +42,17 @@ export async function untilAnswers(url: string, deadline: number, accept: (a: An
     let done: Answer | undefined;
     let finished: () => void = () => undefined;
     const accepted = new Promise<void>((resolve) => { finished = resolve; });
-    let nextAlive = Date.now() + 1000;
+    let dead: unknown;
+    const watching = opts.alive && (async (alive: () => Promise<void>) => {
+        while (!done && !stop.signal.aborted) {
+            await Promise.race([pause(1000), accepted]);
+            if (done || stop.signal.aborted) return;
+            try { await alive(); } catch (e) { dead = e; finished(); return; }
+        }
+    })(opts.alive);
     try {
         while (!done) {
+            if (dead !== undefined) throw dead;
             if (Date.now() > deadline) throw new StepError(timedOut(lastAnswer ?? lastError));
             // Aborted by its own timeout or when the wait ends (AbortSignal.any needs Node 20.3).
             const attempt = new AbortController();
@@ -54,15 +68,15 @@ export async function untilAnswers(url: string, deadline: number, accept: (a: An
             }, (e: Error) => {
                 if (!stop.signal.aborted) lastError = `${e.message}${e.cause ? ` (${String((e.cause as Error).message ?? e.cause)})` : ""}`;
             });
-            if (opts.alive && Date.now() >= nextAlive) {
-                nextAlive = Date.now() + 1000;
-                await opts.alive();
-            }
-            // The next request on the cadence, or earlier only when an answer was accepted.
-            await Promise.race([sleep(everyMs), accepted]);
+            // The next request on the cadence, or earlier when an answer was accepted or the node failed.
+            await Promise.race([pause(everyMs), accepted]);
+            if (dead !== undefined && !done) throw dead;
         }
         return done;
     } finally {
+        // The watcher ends at its next wake; its docker call in flight, if any, is not waited for.
         stop.abort();
+        finished();
+        void watching;
     }
 }

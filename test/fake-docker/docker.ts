@@ -12,7 +12,11 @@ import * as os from "os";
 import * as path from "path";
 import { fakeHostState } from "./hosts";
 
-interface Container { running: boolean; health: string; labels: Record<string, string>; pid?: number; log?: string }
+interface Container {
+    running: boolean; health: string; labels: Record<string, string>; pid?: number; log?: string;
+    /** A container that exited (and, with `restarts`, its restart policy brought back) */
+    exitCode?: number; restarts?: number;
+}
 type World = Record<string, Container>;
 
 const base = process.env.FAKE_DOCKER_STATE;
@@ -114,7 +118,8 @@ switch (args[0]) {
     case "container": {
         const name = args[args.length - 1];
         const c = world[name] ?? missing(name);
-        process.stdout.write(`${JSON.stringify({ Running: c.running, Health: c.health ? { Status: c.health } : undefined })}|${JSON.stringify(c.labels)}\n`);
+        const state = { Running: c.running, Restarting: false, ExitCode: c.exitCode ?? 0, Health: c.health ? { Status: c.health } : undefined };
+        process.stdout.write(`${JSON.stringify(state)}|${JSON.stringify(c.labels)}|${c.restarts ?? 0}\n`);
         break;
     }
     case "ps": {
