@@ -48,6 +48,49 @@ function refuse(state: MigrationState, version: string, output: string): never {
     throw new StepError(`unexpected migration state ${state} for Kong ${version}:\n${output}`);
 }
 
+/** What a migration step does in a state: both gates (schema_meta, list) decide through this one table. */
+export type Decision =
+    | { action: "run"; commands: Array<"up" | "finish">; note?: string }
+    | { action: "done"; note: string }
+    /** `up` over pending migrations: whether others are new decides (the list gate asks `status`). */
+    | { action: "ask-new" }
+    | { action: "up-first" }
+    | { action: "refuse" };
+
+/**
+ * up: new → up; up-to-date → done; pending → done when nothing else is new, else finish the
+ * pending ones and then up (preflight refused pending migrations before X stopped, so pending
+ * ones come from this step's own interrupted run; Kong's `up` refuses to run over them).
+ * finish: pending → finish; up-to-date → done; new → up has not completed.
+ */
+export function decide(phase: "up" | "finish", before: MigrationState, hasNew: boolean | undefined, version: string): Decision {
+    if (before === "needs-bootstrap") return { action: "refuse" };
+    if (phase === "up") {
+        if (before === "new") return { action: "run", commands: ["up"] };
+        if (before === "up-to-date") return { action: "done", note: `nothing new for ${version}: up already ran` };
+        if (hasNew === undefined) return { action: "ask-new" };
+        return hasNew
+            ? { action: "run", commands: ["finish", "up"], note: `an interrupted up left migrations pending and others new: finishing the pending ones, then up` }
+            : { action: "done", note: `up already ran for ${version}; its migrations await finish` };
+    }
+    if (before === "pending") return { action: "run", commands: ["finish"] };
+    if (before === "up-to-date") return { action: "done", note: `nothing pending for ${version}: finish already ran` };
+    return { action: "up-first" };
+}
+
+/** The state a command leaves when it did its work: up leaves pending (or nothing, without teardowns), finish nothing. */
+function reached(phase: "up" | "finish", after: MigrationState): boolean {
+    return phase === "up" ? after === "pending" || after === "up-to-date" : after === "up-to-date";
+}
+
+/** Exit 0 and the state not reached: Kong's `aborted` (another runner held the lock) said so, or not. */
+function notReached(phase: "up" | "finish", version: string, after: MigrationState, outputs: string[], how: string, details: string): StepError {
+    const aborted = outputs.some((o) => o.includes("aborted: another node is performing database changes"));
+    return new StepError(`kong migrations ${phase} (${version}) exited 0 but ${how} ${after}` +
+        (aborted ? `: Kong aborted because another node held the migrations lock; nothing was migrated. Run pulumi up again once it is free` : "") +
+        `:\n${details}`);
+}
+
 /** `learnt`: the catalogs preflight learnt; by default from KONG_UPGRADE_CATALOGS. */
 export async function migrations(spec: Migrations, learnt = learntCatalogs(process.env[CATALOG_ENV])): Promise<object> {
     const catalog = await usableCatalog(learnt, spec.kong);
@@ -82,50 +125,24 @@ async function migrationsByCatalog(spec: Migrations, catalog: LearntCatalog): Pr
         if (call.code !== 0) failed(run, phase, call);
         ran.push({ phase, call, containerSeconds: seq.containerSeconds });
     };
-    const hasNew = Object.keys(before.new).length > 0;
-    if (spec.phase === "up") {
-        switch (before.state) {
-            case "new":
-                await exec("up");
-                break;
-            case "up-to-date":
-                progress(`nothing new for ${run.version}: up already ran`);
-                break;
-            case "pending":
-                // As migrationsByList: pending ones here come from this step's interrupted run.
-                if (hasNew) {
-                    progress(`an interrupted up left migrations pending and others new: finishing the pending ones, then up`);
-                    await exec("finish");
-                    await exec("up");
-                } else {
-                    progress(`up already ran for ${run.version}; its migrations await finish`);
-                }
-                break;
-            default:
-                refuse(before.state, run.version, describeState(before));
-        }
-    } else {
-        switch (before.state) {
-            case "pending":
-                await exec("finish");
-                break;
-            case "up-to-date":
-                progress(`nothing pending for ${run.version}: finish already ran`);
-                break;
-            case "new":
-                throw new StepError(`kong migrations up has not completed for ${run.version}: new migrations:\n${describeState(before)}`);
-            default:
-                refuse(before.state, run.version, describeState(before));
-        }
+    const decision = decide(spec.phase, before.state, Object.keys(before.new).length > 0, run.version);
+    switch (decision.action) {
+        case "run":
+            if (decision.note) progress(decision.note);
+            for (const phase of decision.commands) await exec(phase);
+            break;
+        case "done":
+            progress(decision.note);
+            break;
+        case "up-first":
+            throw new StepError(`kong migrations up has not completed for ${run.version}: new migrations:\n${describeState(before)}`);
+        default:
+            refuse(before.state, run.version, describeState(before));
     }
     const after = ran.length > 0 ? await read() : before;
     progress(`after ${spec.phase}: ${after.state}`);
-    const ok = spec.phase === "up" ? after.state === "pending" || after.state === "up-to-date" : after.state === "up-to-date";
-    if (!ok) {
-        const aborted = ran.some((r) => r.call.output.includes("aborted: another node is performing database changes"));
-        throw new StepError(`kong migrations ${spec.phase} (${run.version}) exited 0 but the database is now ${after.state}` +
-            (aborted ? `: Kong aborted because another node held the migrations lock; nothing was migrated. Run pulumi up again once it is free` : "") +
-            `:\n${describeState(after)}`);
+    if (!reached(spec.phase, after.state)) {
+        throw notReached(spec.phase, run.version, after.state, ran.map((r) => r.call.output), "the database is now", describeState(after));
     }
     // For the bench: the command and its container are Kong's own; reading the state is ours.
     const own = ran.find((r) => r.phase === spec.phase);
@@ -157,44 +174,29 @@ async function migrationsByList(spec: Migrations): Promise<object> {
         if (cmd.code !== 0) failed(run, spec.phase, cmd);
         ran.push(cmd.output);
     }
-    if (spec.phase === "up") {
-        switch (before.state) {
-            case "up-to-date":
-                progress(`nothing new for ${run.version}: up already ran`);
-                break;
-            case "new":
-                break;
-            case "pending": {
-                // Preflight refused pending migrations before X stopped, so pending ones here come
-                // from this step's own interrupted run. Kong's `up` refuses to run over them; its
-                // way forward is to finish them first, then run `up` for the rest.
-                const status = await migrationsStatus(run);
-                containers++;
-                if (status.new_migrations && status.new_migrations.length > 0) {
-                    progress(`an interrupted up left migrations pending and others new: finishing the pending ones, then up`);
-                    ran.push(await kong(run, "finish"));
-                    ran.push(await kong(run, "up"));
-                    containers += 2;
-                } else {
-                    progress(`up already ran for ${run.version}; its migrations await finish`);
-                }
-                break;
+    // The list before decided in the container whether the command ran (up: new; finish: pending).
+    let decision = decide(spec.phase, before.state, undefined, run.version);
+    if (decision.action === "ask-new") {
+        const status = await migrationsStatus(run);
+        containers++;
+        decision = decide(spec.phase, before.state, (status.new_migrations?.length ?? 0) > 0, run.version);
+    }
+    switch (decision.action) {
+        case "run":
+            // Run already in the container, unless this is the resume path (finish, then up).
+            if (decision.note) progress(decision.note);
+            if (!cmd) {
+                for (const phase of decision.commands) ran.push(await kong(run, phase));
+                containers += decision.commands.length;
             }
-            default:
-                refuse(before.state, run.version, before.output);
-        }
-    } else {
-        switch (before.state) {
-            case "up-to-date":
-                progress(`nothing pending for ${run.version}: finish already ran`);
-                break;
-            case "pending":
-                break;
-            case "new":
-                throw new StepError(`kong migrations up has not completed for ${run.version}: list reports new migrations:\n${before.output}`);
-            default:
-                refuse(before.state, run.version, before.output);
-        }
+            break;
+        case "done":
+            progress(decision.note);
+            break;
+        case "up-first":
+            throw new StepError(`kong migrations up has not completed for ${run.version}: list reports new migrations:\n${before.output}`);
+        default:
+            refuse(before.state, run.version, before.output);
     }
     // Nothing ran: the state is the one just read. A command ran in this container: the list after
     // it. The resume path ran its commands in containers of their own: list once more.
@@ -207,13 +209,7 @@ async function migrationsByList(spec: Migrations): Promise<object> {
         after = { state: state(run, listAfter), output: listAfter.output };
     }
     progress(`after ${spec.phase}: ${after.state}`);
-    const ok = spec.phase === "up" ? after.state === "pending" || after.state === "up-to-date" : after.state === "up-to-date";
-    if (!ok) {
-        const aborted = ran.some((o) => o.includes("aborted: another node is performing database changes"));
-        throw new StepError(`kong migrations ${spec.phase} (${run.version}) exited 0 but list now reports ${after.state}` +
-            (aborted ? `: Kong aborted because another node held the migrations lock; nothing was migrated. Run pulumi up again once it is free` : "") +
-            `:\n${after.output}`);
-    }
+    if (!reached(spec.phase, after.state)) throw notReached(spec.phase, run.version, after.state, ran, "list now reports", after.output);
     // Timings for the bench: Kong's own (the command alone, plus the container it needs) against ours
     // (the lists that gate it, and any further container).
     const lists = seq.results.filter((r) => r.args === LIST).reduce((a, r) => a + r.seconds, 0);

@@ -9,7 +9,8 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
 import { Catalog, SchemaMetaRow, catalogFingerprint, catalogFromStatus, classify, readMigrationRows } from "../steps/lib/migrationstate";
 import { CATALOG_ENV, DbTarget, KongRun } from "../steps/lib/spec";
-import { runKong } from "../steps/lib/kong";
+import { MigrationState, runKong } from "../steps/lib/kong";
+import { decide } from "../steps/migrations";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { STANDIN, StepRun, cluster, fakeDockerState, kongRun, runStep } from "./helpers/steps";
 
@@ -98,6 +99,27 @@ async function rows(t: Db): Promise<SchemaMetaRow[] | undefined> {
 }
 
 const LIST_CODE: Record<string, number> = { "up-to-date": 0, "needs-bootstrap": 3, pending: 4, new: 5 };
+
+describe("decide: what a migration step does in each state (both gates use this table)", () => {
+    const cases: Array<[phase: "up" | "finish", state: MigrationState, hasNew: boolean | undefined, expected: string]> = [
+        ["up", "new", undefined, "run up"],
+        ["up", "up-to-date", undefined, "done"],
+        ["up", "pending", undefined, "ask-new"],
+        ["up", "pending", false, "done"],
+        ["up", "pending", true, "run finish,up"],
+        ["up", "needs-bootstrap", undefined, "refuse"],
+        ["finish", "pending", undefined, "run finish"],
+        ["finish", "up-to-date", undefined, "done"],
+        ["finish", "new", undefined, "up-first"],
+        ["finish", "needs-bootstrap", undefined, "refuse"],
+    ];
+    for (const [phase, state, hasNew, expected] of cases) {
+        it(`${phase} on ${state}${hasNew === undefined ? "" : hasNew ? " with new ones" : " without new ones"}: ${expected}`, () => {
+            const d = decide(phase, state, hasNew, "3.6.1");
+            assert.equal(d.action === "run" ? `run ${d.commands.join(",")}` : d.action, expected);
+        });
+    }
+});
 
 describe("schema_meta against the catalog equals `kong migrations list` on a real database", () => {
     it("in every state an upgrade 3.4.3 → 3.7.1 passes through, for every hop's catalog, bundled plugins and none", async () => {

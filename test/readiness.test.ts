@@ -124,8 +124,8 @@ describe("verify waits for a node that starts behind docker-proxy", () => {
     // Y's nodes are created without Docker's wait: a node whose Kong exits at start-up (a bad
     // setting) must fail verify at once, with Kong's words, not after the whole health timeout.
     for (const [what, state, words] of [
-        ["exited", { running: false, exitCode: 1 }, /exited with 1 instead of starting/],
-        ["restarted by its restart policy", { running: true, exitCode: 1, restarts: 2 }, /exited with 1 and was restarted 2 time\(s\) instead of starting/],
+        ["exited", { running: false, exitCode: 1 }, /exited \(exit code 1\) instead of starting/],
+        ["restarted by its restart policy", { running: true, exitCode: 1, restarts: 2 }, /exited \(exit code 1\) and was restarted 2 time\(s\) instead of starting/],
     ] as const) {
         it(`fails within seconds, with Kong's output, when the node ${what}`, async () => {
             const t = await bootstrapped(`dead${what.length}`);

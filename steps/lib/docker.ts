@@ -75,9 +75,10 @@ export async function runningWithLabels(labels: Record<string, string>, endpoint
  */
 export async function checkStarting(container: string, endpoint?: DockerEndpoint): Promise<void> {
     const s = await inspectContainer(container, endpoint);
+    const exited = s && s.exitCode !== 0 ? `exited (exit code ${s.exitCode})` : "exited";
     const failed = !s ? "does not exist"
-        : s.restartCount > 0 || s.restarting ? `exited with ${s.exitCode} and was restarted ${s.restartCount} time(s)`
-            : !s.running ? `exited with ${s.exitCode}` : undefined;
+        : s.restartCount > 0 || s.restarting ? `${exited} and was restarted ${s.restartCount} time(s)`
+            : !s.running ? exited : undefined;
     if (!failed) return;
     const logs = s ? await docker(["logs", "--tail", "30", container], {}, 30, endpoint) : undefined;
     const output = logs ? `${logs.stdout}${logs.stderr}`.trim() : "";
