@@ -70,13 +70,15 @@ export async function verify(spec: Verify, expected = expectedCounts(process.env
     }
     const smoke: Record<string, number> = {};
     if (spec.smokePath) {
-        for (const n of spec.cluster.nodes) {
+        // Every proxy at once: verify closes the downtime window.
+        await Promise.all(spec.cluster.nodes.map(async (n) => {
             const r = await fetch(`${n.proxyUrl}${spec.smokePath}`, { signal: AbortSignal.timeout(5000) }).catch((e: Error) => {
                 throw new StepError(`${n.container}: GET ${spec.smokePath} through the proxy failed: ${e.message}`);
             });
+            await r.arrayBuffer().catch(() => undefined);
             if (r.status >= 500) throw new StepError(`${n.container}: GET ${spec.smokePath} through the proxy answered ${r.status}`);
             smoke[n.container] = r.status;
-        }
+        }));
         progress(`smoke request ${spec.smokePath} answered on every proxy`);
     }
     return { version: spec.cluster.version, nodes: spec.cluster.nodes.length, entityCounts: counts, smoke, kongContainers: list.containers };

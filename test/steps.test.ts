@@ -436,7 +436,7 @@ describe("snapshot and restore", () => {
         await occupySnapshotNames(t.db);
         const r = await runStep(snapSpec(t.db), t);
         assert.equal(r.code, 1);
-        assert.match(r.stderr, /exists already; it is never overwritten/);
+        assert.match(r.stderr, /tried in the last 3 s exists already; none is ever overwritten/);
     });
 
     it("online snapshot: freezes the database read-only, ends X's sessions, copies; stop lifts the freeze", async () => {
