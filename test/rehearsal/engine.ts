@@ -16,6 +16,7 @@ import { Client } from "pg";
 import { Registration, evaluateProgram } from "../../bin/evaluate";
 import { dockerEnv } from "../../steps/lib/docker";
 import { parseStepResult } from "../../steps/lib/log";
+import { untilAnswers } from "../../steps/lib/http";
 
 const ROOT = path.join(__dirname, "..", "..");
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -172,7 +173,7 @@ async function createContainer(name: string, i: Inputs, host: Host): Promise<Inp
     } else {
         // Not waited on (a step polls it): Kong's own start is still watched, in the background,
         // until it answers or the wait timeout; `up` records it in the timeline at the end.
-        void probeStatus(name, i, { on: true });
+        probes.set(name, probeStatus(name, i, { on: true }));
     }
     return { ...i, id: await docker(["inspect", "-f", "{{.Id}}", String(i.name)], name, host) };
 }
@@ -180,28 +181,28 @@ async function createContainer(name: string, i: Inputs, host: Host): Promise<Inp
 /** When each Kong node's /status first answered with the database reachable (Kong's own start). */
 const statusSeen = new Map<string, number>();
 
+/** The background watches of nodes created without a wait, by name: `up` lets them land before it reads them. */
+const probes = new Map<string, Promise<void>>();
+
 /**
- * Watches a Kong node's published Status API every 50 ms from its creation until it answers
- * (at most the wait timeout): the moment Kong itself is ready, against which the bench measures
- * how late the health check and the wait notice it.
+ * Watches a Kong node's published Status API from its creation until it answers (at most the
+ * wait timeout): the moment Kong itself is ready, against which the bench measures how late the
+ * health check, the wait or verify notice it. A request starts every 50 ms while earlier ones are
+ * held: docker-proxy holds a connection unanswered while Kong does not listen yet, and one held
+ * request at a time let verify (every 100 ms, also side by side) see the node first, the probe
+ * never (the bench then had no Kong start to subtract).
  */
 async function probeStatus(name: string, i: Inputs, probing: { on: boolean }): Promise<void> {
+    statusSeen.delete(name); // an earlier node of this name (a retry after a rollback)
     const port = ((i.ports as Array<{ internal: number; external: number }> | undefined) ?? []).find((p) => p.internal === 8100);
     if (!port) return;
     const deadline = Date.now() + Number(i.waitTimeout ?? 60) * 1000;
-    while (probing.on && Date.now() < deadline) {
-        try {
-            const r = await fetch(`http://127.0.0.1:${port.external}/status`, { signal: AbortSignal.timeout(1000) });
-            const body = await r.json() as { database?: { reachable?: boolean } };
-            if (body.database?.reachable === true) {
-                statusSeen.set(name, Date.now());
-                return;
-            }
-        } catch {
-            // not listening yet
-        }
-        await sleep(50);
-    }
+    await untilAnswers(`http://127.0.0.1:${port.external}/status`, deadline, ({ body }) => {
+        return (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable === true ? undefined : "not reachable";
+    }, () => "not seen", {
+        everyMs: 50, attemptMs: 1000,
+        alive: async () => { if (!probing.on) throw new Error("no longer watched"); },
+    }).then(() => { statusSeen.set(name, Date.now()); }, () => undefined);
 }
 
 async function deleteContainer(r: Resource): Promise<void> {
@@ -417,6 +418,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
     });
     if (!ev.ok) failed ??= new Error(ev.error);
     for (const entry of unseen) {
+        await Promise.race([probes.get(entry.name), sleep(2000)]);
         if (statusSeen.has(entry.name)) entry.statusAt = statusSeen.get(entry.name);
         log(`  ${entry.name}: /status first answered ${entry.statusAt ? `${((entry.statusAt - entry.start) / 1000).toFixed(2)}s after its creation began` : "not seen"}`);
     }
