@@ -19,7 +19,7 @@ import {
 import { crashPoint } from "./lib/crash";
 import { StepError, progress, sleep, stamp } from "./lib/log";
 import { pgConnArgs, pgToolArgv, runPgTool } from "./lib/pgtools";
-import { SnapshotRecord, checkNameLength, dumpFolder, ensurePrivateFolder, sha256File, writePrivateFileAtomic } from "./lib/snapshots";
+import { STAMP_LENGTH, SnapshotRecord, checkNameLength, dumpFolder, ensurePrivateFolder, sha256File, writePrivateFileAtomic } from "./lib/snapshots";
 import { migrationsList, runKong } from "./lib/kong";
 import { classify, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
 import { databasePassword } from "./lib/secrets";
@@ -141,11 +141,13 @@ export async function unusedName(prefix: string, taken: (name: string) => Promis
  * kept like every snapshot. The program drops none of them; the operator may, once checked.
  */
 async function reportLeftovers(c: Client, prefix: string, folder: string | undefined): Promise<void> {
-    const like = `${prefix.replace(/[\\_%]/g, (ch) => `\\${ch}`)}%`;
+    // This upgrade's names exactly: the prefix then the stamp (a prefix `…_to_3_4_3_` also begins
+    // `…_to_3_4_3_1_<stamp>`, another upgrade's).
+    const ours = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\d{${STAMP_LENGTH}}(\\.dump(\\.partial)?|\\.json)?$`);
     const copies = (await c.query<{ datname: string; recorded: boolean }>(
         `SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') LIKE '{"kind":"kong-upgrade-snapshot"%' AS recorded
-           FROM pg_database WHERE datname LIKE $1 ORDER BY 1`, [like])).rows;
-    const files = folder && existsSync(folder) ? readdirSync(folder).filter((f) => f.startsWith(prefix)).sort() : [];
+           FROM pg_database WHERE datname LIKE $1 ORDER BY 1`, [`${prefix.replace(/[\\_%]/g, "\\$&")}%`])).rows.filter((d) => ours.test(d.datname));
+    const files = folder && existsSync(folder) ? readdirSync(folder).filter((f) => ours.test(f)).sort() : [];
     const dumps = files.filter((f) => f.endsWith(".dump") || f.endsWith(".dump.partial")).map((f) => ({
         left: path.join(folder!, f), recorded: f.endsWith(".dump") && files.includes(f.replace(/\.dump$/, ".json")),
     }));

@@ -173,7 +173,7 @@ describe("canary: a failure at each phase stops before X, names the phase and le
                 INSERT INTO kong_sim_faults VALUES ('022_350_to_360', 'rate-limiting', '{"policy": "local"}', 'schema violation (config.policy: expected one of: cluster, redis)')`);
             return {};
         }, /failed at hop 3\.6\.1, kong migrations up: kong migrations up \(kong:3\.6\.1\) failed with exit 1:\n[^]*plugin rate-limiting \([0-9a-f-]+\): schema violation/],
-        ["start", async () => ({}), /failed at start of one 3\.7\.1 node: .*exited instead of starting\. Kong's output \(docker logs --tail 30\):\n[^]*nginx: \[emerg\] simulated/,
+        ["start", async () => ({}), /failed at start of one 3\.7\.1 node: .*exited( \(exit code \d+\))? instead of starting\. Kong's output \(docker logs --tail 30\):\n[^]*nginx: \[emerg\] simulated/,
             { KONG_SIM_FAIL_START: "nginx: [emerg] simulated" }],
         ["verify", async () => ({}), /failed at verify: .*GET \/svc-1 through the proxy answered 503/, { KONG_SIM_PROXY_STATUS: "503" }],
     ];

@@ -63,7 +63,7 @@ async function bootstrapped(label: string) {
 }
 
 /** The fake docker's world: Y's node as Docker would report it while it starts (running) or after Kong exited. */
-function container(state: { running: boolean; exitCode?: number; restarts?: number; log?: string }): string {
+function container(state: { running: boolean; restarting?: boolean; exitCode?: number; restarts?: number; log?: string }): string {
     const file = fakeDockerState();
     let log: string | undefined;
     if (state.log) {
@@ -121,11 +121,24 @@ describe("verify waits for a node that starts behind docker-proxy", () => {
             node.close();
         }
     });
+    it("waits out a single restart: a node that failed once may still come up", async () => {
+        const t = await bootstrapped("oncerestarted");
+        const node = await proxyLike(2500);
+        try {
+            const r = await verify(t, node.port, 60, container({ running: true, restarts: 1 }));
+            assert.equal(r.code, 0, r.stderr);
+            assert.equal(r.result?.nodes, 1);
+        } finally {
+            node.close();
+        }
+    });
+
     // Y's nodes are created without Docker's wait: a node whose Kong exits at start-up (a bad
     // setting) must fail verify at once, with Kong's words, not after the whole health timeout.
     for (const [what, state, words] of [
         ["exited", { running: false, exitCode: 1 }, /exited \(exit code 1\) instead of starting/],
-        ["restarted by its restart policy", { running: true, exitCode: 1, restarts: 2 }, /exited \(exit code 1\) and was restarted 2 time\(s\) instead of starting/],
+        // Docker shows a node its restart policy is about to start again as Restarting, with the code it exited with.
+        ["keeps failing under its restart policy", { running: true, restarting: true, exitCode: 1, restarts: 2 }, /exited \(exit code 1\) and was restarted 2 times instead of starting/],
     ] as const) {
         it(`fails within seconds, with Kong's output, when the node ${what}`, async () => {
             const t = await bootstrapped(`dead${what.length}`);

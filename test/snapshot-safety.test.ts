@@ -10,6 +10,7 @@ import { Client } from "pg";
 import { DbTarget, DumpTarget, StepSpec } from "../steps/lib/spec";
 import { dumpFolder, snapshotPrefix } from "../steps/lib/snapshots";
 import { stamp } from "../steps/lib/log";
+import { unusedName } from "../steps/snapshot";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { StepRun, kongRun, runStep } from "./helpers/steps";
 import { databaseLevel, fingerprint, loadKong371, schemaFacts, seedKong, withClient } from "./helpers/kong-fixture";
@@ -171,6 +172,18 @@ describe("reproductions of issue 10", () => {
         refused(await runStep(spec, t), /hop 3\.5\.0 has already migrated it \(schema_meta: .*core last executed 021_340_to_350/);
         const snaps = await admin.query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", [snapshotPrefix("hm", t.db.database, "3.4.3", "3.7.1")]);
         assert.equal(snaps.rowCount, 1, "only the snapshot taken at X exists");
+    });
+
+    it("unusedName: a taken name waits for the next second, never returns a taken one, and gives up after 3 s", async () => {
+        const held = new Set<string>();
+        const first = `p_${stamp()}`;
+        const asked: string[] = [];
+        // The first two names asked for are taken, whatever second they fall in.
+        const name = await unusedName("p_", async (n) => { asked.push(n); if (asked.length <= 2) { held.add(n); return true; } return held.has(n); });
+        assert.ok(!held.has(name), `${name} was taken`);
+        assert.ok(name > first, `${name} is later than ${first}`);
+        assert.equal(new Set(asked).size, asked.length, `each try is a new second: ${asked.join(", ")}`);
+        await assert.rejects(unusedName("p_", async () => true), /tried in the last 3 s exists already; none is ever overwritten/);
     });
 
     it("a rerun within the second of a killed snapshot never takes or overwrites what it left: a new name, the leftover named", async () => {

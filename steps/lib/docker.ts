@@ -1,7 +1,7 @@
 // The docker CLI, as the step programs use it. KONG_UPGRADE_DOCKER names another binary
 // (a test double); DOCKER_HOST and friends are honoured as docker itself honours them.
 import { exec, ExecResult } from "./exec";
-import { StepError } from "./log";
+import { StepError, progress } from "./log";
 import { DockerEndpoint } from "./spec";
 
 export function dockerBinary(): string {
@@ -42,14 +42,15 @@ export interface ContainerState {
     restartCount: number;
 }
 
-/** State of a container, or undefined when it does not exist. */
-export async function inspectContainer(name: string, endpoint?: DockerEndpoint): Promise<ContainerState | undefined> {
-    const r = await docker(["container", "inspect", "--format", "{{json .State}}|{{json .Config.Labels}}|{{.RestartCount}}", name], {}, 0, endpoint);
+/** State of a container, or undefined when it does not exist. `timeoutSeconds`: 0 waits as long as docker does. */
+export async function inspectContainer(name: string, endpoint?: DockerEndpoint, timeoutSeconds = 0): Promise<ContainerState | undefined> {
+    // One field a line: JSON has no raw newline, while a health check's output may hold any other separator.
+    const r = await docker(["container", "inspect", "--format", "{{json .State}}\n{{json .Config.Labels}}\n{{.RestartCount}}", name], {}, timeoutSeconds, endpoint);
     if (r.code !== 0) {
         if (/no such (container|object)/i.test(r.stderr)) return undefined;
         throw new StepError(`docker container inspect ${name}${onHost(endpoint)} failed: ${r.stderr.trim()}`);
     }
-    const [state, labels, restarts] = r.stdout.trim().split("|");
+    const [state, labels, restarts] = r.stdout.trim().split("\n");
     const s = JSON.parse(state) as { Running: boolean; Restarting?: boolean; ExitCode?: number; Health?: { Status: string } };
     return {
         name, running: s.Running, health: s.Health?.Status ?? "", labels: (JSON.parse(labels) as Record<string, string> | null) ?? {},
@@ -68,19 +69,27 @@ export async function runningWithLabels(labels: Record<string, string>, endpoint
 }
 
 /**
- * Throws when a node that should be starting has failed: it is gone, it exited, or its restart
- * policy is restarting it (Kong exits at start-up on a bad setting, and `unless-stopped` brings it
- * back to fail again). The message carries Kong's last lines, so nobody waits out a timeout to
- * learn what `docker logs` says.
+ * Throws when a node that should be starting has failed: it is gone, it exited for good, or it
+ * keeps failing (Kong exits at start-up on a bad setting, and `unless-stopped` brings it back to
+ * fail again: two restarts). One restart is waited out: a node that failed once, say on a
+ * database hiccup, may still come up. The message carries Kong's last lines, so nobody waits out
+ * a timeout to learn what `docker logs` says. Docker not answering is not the node failing: it is
+ * noted and the wait goes on.
  */
 export async function checkStarting(container: string, endpoint?: DockerEndpoint): Promise<void> {
-    const s = await inspectContainer(container, endpoint);
+    let s: ContainerState | undefined;
+    try {
+        s = await inspectContainer(container, endpoint, 10);
+    } catch (e) {
+        progress(`${(e as Error).message.split("\n")[0]}; still waiting for ${container}'s /status`);
+        return;
+    }
     const exited = s && s.exitCode !== 0 ? `exited (exit code ${s.exitCode})` : "exited";
     const failed = !s ? "does not exist"
-        : s.restartCount > 0 || s.restarting ? `${exited} and was restarted ${s.restartCount} time(s)`
-            : !s.running ? exited : undefined;
+        : s.restartCount >= 2 ? `${exited} and was restarted ${s.restartCount} times`
+            : !s.running && !s.restarting ? exited : undefined;
     if (!failed) return;
-    const logs = s ? await docker(["logs", "--tail", "30", container], {}, 30, endpoint) : undefined;
+    const logs = s ? await docker(["logs", "--tail", "30", container], {}, 30, endpoint).catch(() => undefined) : undefined;
     const output = logs ? `${logs.stdout}${logs.stderr}`.trim() : "";
     throw new StepError(`${container}${onHost(endpoint)} ${failed} instead of starting` + (output ? `. Kong's output (docker logs --tail 30):\n${output}` : ""));
 }

@@ -14,8 +14,8 @@ import { fakeHostState } from "./hosts";
 
 interface Container {
     running: boolean; health: string; labels: Record<string, string>; pid?: number; log?: string;
-    /** A container that exited (and, with `restarts`, its restart policy brought back) */
-    exitCode?: number; restarts?: number;
+    /** As Docker reports a container that exited: its code, whether its restart policy is about to start it again, how often it did */
+    exitCode?: number; restarting?: boolean; restarts?: number;
 }
 type World = Record<string, Container>;
 
@@ -118,8 +118,8 @@ switch (args[0]) {
     case "container": {
         const name = args[args.length - 1];
         const c = world[name] ?? missing(name);
-        const state = { Running: c.running, Restarting: false, ExitCode: c.exitCode ?? 0, Health: c.health ? { Status: c.health } : undefined };
-        process.stdout.write(`${JSON.stringify(state)}|${JSON.stringify(c.labels)}|${c.restarts ?? 0}\n`);
+        const state = { Running: c.running, Restarting: c.restarting ?? false, ExitCode: c.exitCode ?? 0, Health: c.health ? { Status: c.health } : undefined };
+        process.stdout.write(`${JSON.stringify(state)}\n${JSON.stringify(c.labels)}\n${c.restarts ?? 0}\n`);
         break;
     }
     case "ps": {

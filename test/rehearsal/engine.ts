@@ -417,8 +417,8 @@ export async function up(opts: RunOptions): Promise<boolean> {
         },
     });
     if (!ev.ok) failed ??= new Error(ev.error);
+    await Promise.race([Promise.all(unseen.map((e) => probes.get(e.name))), sleep(2000)]);
     for (const entry of unseen) {
-        await Promise.race([probes.get(entry.name), sleep(2000)]);
         if (statusSeen.has(entry.name)) entry.statusAt = statusSeen.get(entry.name);
         log(`  ${entry.name}: /status first answered ${entry.statusAt ? `${((entry.statusAt - entry.start) / 1000).toFixed(2)}s after its creation began` : "not seen"}`);
     }
