@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "fs";
 import * as os from "os";
 import * as path from "path";
 import { databaseExists, entityCounts, quoteIdent, readSchemaMeta, setDatabaseNote, withDatabase, withServer } from "./lib/db";
-import { checkStarting, docker } from "./lib/docker";
+import { startingWatch, docker } from "./lib/docker";
 import { kongEnv, runKong } from "./lib/kong";
 import { StepError, freePort, parseStepResult, progress } from "./lib/log";
 import { untilAnswers } from "./lib/http";
@@ -229,7 +229,7 @@ export async function canary(spec: CanarySpec): Promise<object> {
                 const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
                 return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
             }, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`,
-            { alive: () => checkStarting(spec.node.container, spec.copy.docker) });
+            { alive: startingWatch(spec.node.container, spec.copy.docker) });
         });
 
         phase = "verify";

@@ -6,7 +6,7 @@ import { migrationsList } from "./lib/kong";
 import { classify, describeState, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
 import { StepError, parseStepResult, progress } from "./lib/log";
 import { untilAnswers } from "./lib/http";
-import { checkStarting } from "./lib/docker";
+import { startingWatch } from "./lib/docker";
 import { CATALOG_ENV, EXPECT_ENV, NodeRef, StepSpec } from "./lib/spec";
 import { databasePassword } from "./lib/secrets";
 
@@ -22,7 +22,7 @@ async function waitForStatus(node: NodeRef, deadline: number): Promise<void> {
         return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
     }, (last) => `${node.container}: ${node.statusUrl}/status not ready in time (${last}); see docker logs ${node.container}`,
     // A node that exits at start-up (a bad setting) fails verify within a second, with Kong's output.
-    { alive: () => checkStarting(node.container, node.docker) });
+    { alive: startingWatch(node.container, node.docker) });
 }
 
 /** Entity counts the verify compares with: the snapshot's (upgrade) or the restored snapshot's (rollback). */

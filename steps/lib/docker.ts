@@ -69,27 +69,33 @@ export async function runningWithLabels(labels: Record<string, string>, endpoint
 }
 
 /**
- * Throws when a node that should be starting has failed: it is gone, it exited for good, or it
- * keeps failing (Kong exits at start-up on a bad setting, and `unless-stopped` brings it back to
- * fail again: two restarts). One restart is waited out: a node that failed once, say on a
- * database hiccup, may still come up. The message carries Kong's last lines, so nobody waits out
- * a timeout to learn what `docker logs` says. Docker not answering is not the node failing: it is
- * noted and the wait goes on.
+ * A check, to run about once a second while a node starts, that throws when the node has failed:
+ * it is gone, it exited for good, or it keeps failing (Kong exits at start-up on a bad setting,
+ * and `unless-stopped` brings it back to fail again). Restarts count from the first check (a
+ * container keeps its restart count across its life, and a rollback starts X's old ones again),
+ * and one is waited out: a node that failed once, say on a database hiccup, may still come up.
+ * The message carries Kong's last lines, so nobody waits out a timeout to learn what `docker
+ * logs` says. Docker not answering is not the node failing: it is noted and the wait goes on.
  */
-export async function checkStarting(container: string, endpoint?: DockerEndpoint): Promise<void> {
-    let s: ContainerState | undefined;
-    try {
-        s = await inspectContainer(container, endpoint, 10);
-    } catch (e) {
-        progress(`${(e as Error).message.split("\n")[0]}; still waiting for ${container}'s /status`);
-        return;
-    }
-    const exited = s && s.exitCode !== 0 ? `exited (exit code ${s.exitCode})` : "exited";
-    const failed = !s ? "does not exist"
-        : s.restartCount >= 2 ? `${exited} and was restarted ${s.restartCount} times`
-            : !s.running && !s.restarting ? exited : undefined;
-    if (!failed) return;
-    const logs = s ? await docker(["logs", "--tail", "30", container], {}, 30, endpoint).catch(() => undefined) : undefined;
-    const output = logs ? `${logs.stdout}${logs.stderr}`.trim() : "";
-    throw new StepError(`${container}${onHost(endpoint)} ${failed} instead of starting` + (output ? `. Kong's output (docker logs --tail 30):\n${output}` : ""));
+export function startingWatch(container: string, endpoint?: DockerEndpoint): () => Promise<void> {
+    let baseline: number | undefined;
+    return async () => {
+        let s: ContainerState | undefined;
+        try {
+            s = await inspectContainer(container, endpoint, 10);
+        } catch (e) {
+            progress(`${(e as Error).message.split("\n")[0]}; still waiting for ${container}'s /status`);
+            return;
+        }
+        baseline ??= s?.restartCount;
+        const restarts = s ? s.restartCount - (baseline ?? 0) : 0;
+        const exited = s && s.exitCode !== 0 ? `exited (exit code ${s.exitCode})` : "exited";
+        const failed = !s ? "does not exist"
+            : restarts >= 2 ? `${exited} and was restarted ${restarts} times`
+                : !s.running && !s.restarting ? exited : undefined;
+        if (!failed) return;
+        const logs = s ? await docker(["logs", "--tail", "30", container], {}, 30, endpoint).catch(() => undefined) : undefined;
+        const output = logs ? `${logs.stdout}${logs.stderr}`.trim() : "";
+        throw new StepError(`${container}${onHost(endpoint)} ${failed} instead of starting` + (output ? `. Kong's output (docker logs --tail 30):\n${output}` : ""));
+    };
 }

@@ -16,6 +16,8 @@ interface Container {
     running: boolean; health: string; labels: Record<string, string>; pid?: number; log?: string;
     /** As Docker reports a container that exited: its code, whether its restart policy is about to start it again, how often it did */
     exitCode?: number; restarting?: boolean; restarts?: number;
+    /** A crash loop: each inspect finds it restarted once more */
+    restartsGrow?: boolean;
 }
 type World = Record<string, Container>;
 
@@ -120,6 +122,7 @@ switch (args[0]) {
         const c = world[name] ?? missing(name);
         const state = { Running: c.running, Restarting: c.restarting ?? false, ExitCode: c.exitCode ?? 0, Health: c.health ? { Status: c.health } : undefined };
         process.stdout.write(`${JSON.stringify(state)}\n${JSON.stringify(c.labels)}\n${c.restarts ?? 0}\n`);
+        if (c.restartsGrow) { c.restarts = (c.restarts ?? 0) + 1; save(world); }
         break;
     }
     case "ps": {
