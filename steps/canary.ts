@@ -10,7 +10,7 @@ import { databaseExists, entityCounts, quoteIdent, readSchemaMeta, setDatabaseNo
 import { startingWatch, docker } from "./lib/docker";
 import { kongEnv, runKong } from "./lib/kong";
 import { StepError, freePort, parseStepResult, progress } from "./lib/log";
-import { untilAnswers } from "./lib/http";
+import { databaseReachable, untilAnswers } from "./lib/http";
 import { databasePassword } from "./lib/secrets";
 import { exec } from "./lib/exec";
 import { CANARY_SECRET_ENV, CanarySpec, DbTarget, KongRun, SECRET_ENV, SPEC_ENV } from "./lib/spec";
@@ -225,10 +225,7 @@ export async function canary(spec: CanarySpec): Promise<object> {
             }, 120, spec.copy.docker);
             if (run.code !== 0) throw new StepError(`docker run of ${spec.node.container} failed: ${run.stderr.trim()}`);
             // As verify in the real run: readiness noticed within 100 ms; an exited node ends the wait.
-            await untilAnswers(`http://127.0.0.1:${ports.status}/status`, Date.now() + spec.timeoutSeconds * 1000, ({ body }) => {
-                const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
-                return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
-            }, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`,
+            await untilAnswers(`http://127.0.0.1:${ports.status}/status`, Date.now() + spec.timeoutSeconds * 1000, databaseReachable, (last) => `${spec.node.container} not healthy after ${spec.timeoutSeconds}s (${last})`,
             { alive: startingWatch(spec.node.container, spec.copy.docker) });
         });
 

@@ -9,7 +9,7 @@
 import { KongCallResult, MigrationState, listState, migrationsList, migrationsStatus, runKong, runKongSequence } from "./lib/kong";
 import { StepError, progress } from "./lib/log";
 import { CATALOG_ENV, KongRun, StepSpec } from "./lib/spec";
-import { LearntCatalog, catalogFingerprint, classify, describeState, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
+import { LearntCatalog, classify, describeState, learntCatalogFor, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
 import { withDatabase } from "./lib/db";
 import { databasePassword } from "./lib/secrets";
 
@@ -95,8 +95,7 @@ function notReached(phase: "up" | "finish", version: string, after: MigrationSta
 export async function migrations(spec: Migrations, learnt = learntCatalogs(process.env[CATALOG_ENV])): Promise<object> {
     // The state before is read while the image's id is checked (both in the window); it is used
     // only if the catalog turns out usable.
-    const fingerprint = catalogFingerprint(spec.kong);
-    const early = learnt?.some((c) => c.version === spec.kong.version && c.fingerprint === fingerprint) ? timedRows(spec) : undefined;
+    const early = learntCatalogFor(learnt, spec.kong) ? timedRows(spec) : undefined;
     early?.catch(() => undefined);
     const catalog = await usableCatalog(learnt, spec.kong);
     if (catalog) return migrationsByCatalog(spec, catalog, early);

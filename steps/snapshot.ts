@@ -146,7 +146,7 @@ async function reportLeftovers(c: Client, prefix: string, folder: string | undef
     const ours = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\d{${STAMP_LENGTH}}(\\.dump(\\.partial)?|\\.json)?$`);
     const copies = (await c.query<{ datname: string; recorded: boolean }>(
         `SELECT datname, coalesce(shobj_description(oid, 'pg_database'), '') LIKE '{"kind":"kong-upgrade-snapshot"%' AS recorded
-           FROM pg_database WHERE datname LIKE $1 ORDER BY 1`, [`${prefix.replace(/[\\_%]/g, "\\$&")}%`])).rows.filter((d) => ours.test(d.datname));
+           FROM pg_database WHERE left(datname, length($1)) = $1 ORDER BY 1`, [prefix])).rows.filter((d) => ours.test(d.datname));
     const files = folder && existsSync(folder) ? readdirSync(folder).filter((f) => ours.test(f)).sort() : [];
     const dumps = files.filter((f) => f.endsWith(".dump") || f.endsWith(".dump.partial")).map((f) => ({
         left: path.join(folder!, f), recorded: f.endsWith(".dump") && files.includes(f.replace(/\.dump$/, ".json")),

@@ -5,7 +5,7 @@ import { RUNTIME_TABLES, countDifferences, entityCounts, withDatabase } from "./
 import { migrationsList } from "./lib/kong";
 import { classify, describeState, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
 import { StepError, parseStepResult, progress } from "./lib/log";
-import { untilAnswers } from "./lib/http";
+import { databaseReachable, untilAnswers } from "./lib/http";
 import { startingWatch } from "./lib/docker";
 import { CATALOG_ENV, EXPECT_ENV, NodeRef, StepSpec } from "./lib/spec";
 import { databasePassword } from "./lib/secrets";
@@ -17,10 +17,7 @@ type Verify = Extract<StepSpec, { step: "verify" }>;
  * kong-facts §3.4), noticed within 100 ms: Y's nodes are created without Docker's wait.
  */
 async function waitForStatus(node: NodeRef, deadline: number): Promise<void> {
-    await untilAnswers(`${node.statusUrl}/status`, deadline, ({ body }) => {
-        const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
-        return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
-    }, (last) => `${node.container}: ${node.statusUrl}/status not ready in time (${last}); see docker logs ${node.container}`,
+    await untilAnswers(`${node.statusUrl}/status`, deadline, databaseReachable, (last) => `${node.container}: ${node.statusUrl}/status not ready in time (${last}); see docker logs ${node.container}`,
     // A node that exits at start-up (a bad setting) fails verify within a second, with Kong's output.
     { alive: startingWatch(node.container, node.docker) });
 }

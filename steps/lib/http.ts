@@ -27,6 +27,15 @@ async function fetchAnswer(url: string, signal: AbortSignal): Promise<Answer> {
 }
 
 /**
+ * A Kong node's /status answer is ready when it says its database is reachable (Kong answers 200
+ * either way, kong-facts §3.4); otherwise why not, for `untilAnswers`.
+ */
+export function databaseReachable({ body }: Answer): string | undefined {
+    const reachable = (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable;
+    return reachable === true ? undefined : `database.reachable is ${String(reachable)}`;
+}
+
+/**
  * Until `accept(answer)` returns undefined for an answer of `url`, starting a request every
  * `everyMs` (each may wait `attemptMs`); `accept` says why an answer is not yet good enough.
  * `alive` runs about once a second beside the requests (never delaying one) and throws to end the

@@ -125,13 +125,18 @@ export function describeState(s: ClassifiedState): string {
         || (s.state === "needs-bootstrap" ? "no schema_meta table: the database needs bootstrapping" : "no migrations");
 }
 
+/** The catalog preflight learnt for this run's version and settings, before the image is checked. */
+export function learntCatalogFor(learnt: LearntCatalog[] | undefined, run: KongRun): LearntCatalog | undefined {
+    const fp = catalogFingerprint(run);
+    return learnt?.find((c) => c.version === run.version && c.fingerprint === fp);
+}
+
 /**
  * This run's catalog, if preflight learnt it with these settings and the image is still the one
  * it learnt it from; undefined otherwise (then the step asks Kong itself, with `list`).
  */
 export async function usableCatalog(learnt: LearntCatalog[] | undefined, run: KongRun): Promise<LearntCatalog | undefined> {
-    const fp = catalogFingerprint(run);
-    const catalog = learnt?.find((c) => c.version === run.version && c.fingerprint === fp);
+    const catalog = learntCatalogFor(learnt, run);
     if (!catalog?.imageId) return catalog;
     const now = await imageIdOf(run);
     if (now === catalog.imageId) return catalog;

@@ -16,7 +16,7 @@ import { Client } from "pg";
 import { Registration, evaluateProgram } from "../../bin/evaluate";
 import { dockerEnv } from "../../steps/lib/docker";
 import { parseStepResult } from "../../steps/lib/log";
-import { untilAnswers } from "../../steps/lib/http";
+import { databaseReachable, untilAnswers } from "../../steps/lib/http";
 
 const ROOT = path.join(__dirname, "..", "..");
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -197,9 +197,7 @@ async function probeStatus(name: string, i: Inputs, probing: { on: boolean }): P
     const port = ((i.ports as Array<{ internal: number; external: number }> | undefined) ?? []).find((p) => p.internal === 8100);
     if (!port) return;
     const deadline = Date.now() + Number(i.waitTimeout ?? 60) * 1000;
-    await untilAnswers(`http://127.0.0.1:${port.external}/status`, deadline, ({ body }) => {
-        return (body as { database?: { reachable?: boolean } } | undefined)?.database?.reachable === true ? undefined : "not reachable";
-    }, () => "not seen", {
+    await untilAnswers(`http://127.0.0.1:${port.external}/status`, deadline, databaseReachable, () => "not seen", {
         everyMs: 50, attemptMs: 1000,
         alive: async () => { if (!probing.on) throw new Error("no longer watched"); },
     }).then(() => { statusSeen.set(name, Date.now()); }, () => undefined);
