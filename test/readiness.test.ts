@@ -75,10 +75,25 @@ function container(state: { running: boolean; restarting?: boolean; exitCode?: n
 }
 
 describe("verify waits for a node that starts behind docker-proxy", () => {
-    const verify = (t: Awaited<ReturnType<typeof bootstrapped>>, port: number, timeoutSeconds: number, docker = container({ running: true })) => runStep({
+    const verify = (t: Awaited<ReturnType<typeof bootstrapped>>, port: number, timeoutSeconds: number, docker = container({ running: true }),
+        env: Record<string, string> = {}) => runStep({
         step: "verify", db: t.db, kong: kongRun(t.db, "3.7.1"), timeoutSeconds,
         cluster: { stack: "rd", version: "3.7.1", nodes: [{ container: "rd-kong-3-7-1-node-0", statusUrl: `http://127.0.0.1:${port}`, adminUrl: "", proxyUrl: "" }] },
-    }, { ...t, env: { ...t.env, FAKE_DOCKER_STATE: docker } });
+    }, { ...t, env: { ...t.env, FAKE_DOCKER_STATE: docker, ...env } });
+
+    it("takes Docker not answering the node check for a hiccup, not for the node failing", async () => {
+        const t = await bootstrapped("dockerdown");
+        const node = await proxyLike(2500);
+        const unreachable = path.join(path.dirname(fakeDockerState()), "docker");
+        writeFileSync(unreachable, "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.' >&2\nexit 1\n", { mode: 0o755 });
+        try {
+            const r = await verify(t, node.port, 60, undefined, { KONG_UPGRADE_DOCKER: unreachable });
+            assert.equal(r.code, 0, r.stderr);
+            assert.match(r.stderr, /Cannot connect to the Docker daemon.*; still waiting for rd-kong-3-7-1-node-0's \/status/);
+        } finally {
+            node.close();
+        }
+    });
 
     it("passes once the node answers, though earlier connections are still held", async () => {
         const t = await bootstrapped("late");
