@@ -180,7 +180,6 @@ async function takeSnapshot(c: Client, spec: Snapshot, database: SnapshotRecord[
         ensurePrivateFolder(folder);
         crashPoint();
         const file = path.join(folder, `${name}.dump`);
-        if (existsSync(file)) throw new StepError(`${file} exists already; it is never overwritten`);
         // pg_dump writes a partial file first; only a complete dump gets the final name.
         const partial = `${name}.dump.partial`;
         progress(`pg_dump -Fc ${source} → ${file}`);
