@@ -1,7 +1,9 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { CATALOG_ENV, EXPECT_ENV, SPEC_ENV, StepSpec } from "../steps/lib/spec";
-import { STEP_PROGRAMS_MAIN, ensureStepPrograms } from "./stepbuild";
+import * as fs from "fs";
+import * as path from "path";
+import { STEP_PROGRAMS_MAIN, STEP_RUNNER_CLIENT, ensureStepPrograms } from "./stepbuild";
 
 /**
  * What a step *is*: the values whose change makes it a different step that must run again.
@@ -71,9 +73,21 @@ export function stepArgv(step: string): string[] {
     return ["node", STEP_PROGRAMS_MAIN, step];
 }
 
-/** The command line every step runs: the project's own step program, by name. */
-export function stepCommandLine(step: string): string {
-    return stepArgv(step).join(" ");
+/**
+ * The command line every step Command runs: the project's own step program, by name, through the
+ * step runner's client (steps/run-step.sh), which starts it in a worker that is already loaded
+ * (steps/runner.ts) or, with no runner, as `node …/main.js <step>`. Without bash (Windows) the
+ * step program directly.
+ */
+export function stepCommandLine(step: string, hasBash = bashOnPath()): string {
+    if (!hasBash) return stepArgv(step).join(" ");
+    ensureStepPrograms();
+    return `exec bash ${STEP_RUNNER_CLIENT} ${step}`;
+}
+
+function bashOnPath(): boolean {
+    if (process.platform === "win32") return false;
+    return (process.env.PATH ?? "").split(path.delimiter).some((d) => d !== "" && fs.existsSync(path.join(d, "bash")));
 }
 
 /**

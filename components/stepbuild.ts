@@ -1,5 +1,5 @@
 // The step programs run as plain JavaScript, so a step starts in Node's own time: no TypeScript
-// loader at run time. TypeScript's own transpiler (a dependency already) turns steps/**/*.ts into
+// loader at run time (and, through the step runner, in a worker that is already loaded: steps/runner.ts). TypeScript's own transpiler (a dependency already) turns steps/**/*.ts into
 // build/step-programs/ the first time the program runs, and again whenever a source changes: a
 // hash of every source is kept with the output. Nothing built is committed (build/ is ignored).
 import { createHash } from "crypto";
@@ -14,10 +14,13 @@ export const STEP_PROGRAMS_DIR = "build/step-programs";
 /** The entry point of every step program inside STEP_PROGRAMS_DIR. */
 export const STEP_PROGRAMS_MAIN = `${STEP_PROGRAMS_DIR}/steps/main.js`;
 
+/** The step runner's client (steps/run-step.sh, copied as is): what the Commands run. */
+export const STEP_RUNNER_CLIENT = `${STEP_PROGRAMS_DIR}/steps/run-step.sh`;
+
 function sources(dir: string): string[] {
     return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
         const full = path.join(dir, e.name);
-        return e.isDirectory() ? sources(full) : e.name.endsWith(".ts") && !e.name.endsWith(".d.ts") ? [full] : [];
+        return e.isDirectory() ? sources(full) : (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) || e.name.endsWith(".sh") ? [full] : [];
     }).sort();
 }
 
@@ -47,13 +50,13 @@ export function ensureStepPrograms(root = ROOT): string {
     fs.mkdirSync(buildDir, { recursive: true });
     const target = fs.mkdtempSync(path.join(buildDir, `step-programs.${hash}.`));
     for (const f of files) {
-        const out = ts.transpileModule(fs.readFileSync(f, "utf8"), {
-            fileName: f,
-            compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, sourceMap: false },
-        });
         const dest = output(target, f);
         fs.mkdirSync(path.dirname(dest), { recursive: true });
-        fs.writeFileSync(dest, out.outputText);
+        // Shell scripts (the step runner's client) as they are; TypeScript transpiled.
+        fs.writeFileSync(dest, f.endsWith(".sh") ? fs.readFileSync(f) : ts.transpileModule(fs.readFileSync(f, "utf8"), {
+            fileName: f,
+            compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true, sourceMap: false },
+        }).outputText);
     }
     fs.writeFileSync(path.join(target, "sources.sha256"), hash);
     const tmpLink = `${link}.${process.pid}.tmp`;

@@ -13,6 +13,7 @@ import { StepError, freePort, parseStepResult, progress } from "./lib/log";
 import { databaseReachable, untilAnswers } from "./lib/http";
 import { databasePassword } from "./lib/secrets";
 import { exec } from "./lib/exec";
+import { runByRunner } from "./lib/launch";
 import { CANARY_SECRET_ENV, CanarySpec, DbTarget, KongRun, SECRET_ENV, SPEC_ENV } from "./lib/spec";
 import { CanaryNote, canaryDatabasesOf, createCanaryDatabase, dropCanaryDatabase, streamClone, timedDump } from "./lib/clone";
 import { CANARY_TRIAL_SUFFIX, fitName } from "./lib/snapshots";
@@ -40,21 +41,26 @@ const shellWord = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace
 
 /**
  * One sample of what starting a step program costs here, measured the way the real run starts its
- * steps: the same command line this canary was started with (`node build/step-programs/steps/main.js`,
- * as every Command runs it, through /bin/sh), running a step that does nothing (a stop of no node);
- * and the loading of a database step's modules in a fresh Node (the canary's own calls of
- * migrations() and verify() found them loaded). The canary takes one right before each step it
- * times, so each start-up is measured under the load that step met, and none is multiplied.
+ * steps: the same way this canary was started — through the step runner's client (run-step.sh,
+ * as every Command runs it, through /bin/sh) when a runner's worker runs it, else
+ * `node build/step-programs/steps/main.js` — running a step that does nothing (a stop of no node);
+ * and the loading of a database step's modules in a fresh Node, which a runner's worker has done
+ * before it is given a step (the canary's own calls of migrations() and verify() found them
+ * loaded). The canary takes one right before each step it times, so each start-up is measured
+ * under the load that step met, and none is multiplied.
  */
 export async function sampleStepStartup(): Promise<StepStartup> {
     const main = process.argv[1] ?? "";
     const node = [process.execPath, ...process.execArgv];
+    const warm = runByRunner();
+    const argv = warm ? ["bash", path.join(path.dirname(main), "run-step.sh"), "stop"] : [...node, main, "stop"];
     const noop = JSON.stringify({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 });
     const t = Date.now();
-    const r = await exec(["/bin/sh", "-c", [...node, main, "stop"].map(shellWord).join(" ")], { [SPEC_ENV]: noop }, 120);
+    const r = await exec(["/bin/sh", "-c", argv.map(shellWord).join(" ")], { [SPEC_ENV]: noop }, 120);
     if (r.code !== 0) throw new StepError(`the no-op step program that measures start-up failed (exit ${r.code}): ${r.stderr.trim()}`);
     // Less its own clock, as the bench splits a step (bench/downtime.ts): start-up is the rest.
     const proc = (Date.now() - t) / 1000 - (parseStepResult<{ seconds?: number }>(r.stdout)?.seconds ?? 0);
+    if (warm) return { process: proc, modules: 0 };
     // Timed inside the child, so Node's own start (counted above) is not counted twice.
     const migrationsModule = require.resolve("./migrations");
     const m = await exec([...node, "-e", `const t=process.hrtime.bigint();require(${JSON.stringify(migrationsModule)});` +

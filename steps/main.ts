@@ -1,7 +1,9 @@
 // Entry point of every step program: `node build/step-programs/steps/main.js <step>`, this file
-// transpiled (components/stepbuild.ts).
+// transpiled (components/stepbuild.ts), or the same through a step runner's warm worker
+// (`bash build/step-programs/steps/run-step.sh <step>`, steps/runner.ts).
 // Reads the spec from KONG_UPGRADE_SPEC, runs the step, prints its result as one JSON line.
 // Exit 0 only when the step's postcondition holds; otherwise the reason on stderr and exit 1.
+import { armCrashPoints } from "./lib/crash";
 import { StepError, progress, result } from "./lib/log";
 import { SPEC_ENV, StepSpec } from "./lib/spec";
 
@@ -24,20 +26,32 @@ export async function runStep(spec: StepSpec): Promise<object> {
     }
 }
 
-async function main(): Promise<void> {
-    const raw = process.env[SPEC_ENV];
-    if (!raw) throw new StepError(`${SPEC_ENV} is not set; step programs are run by the Pulumi program`);
-    const spec = JSON.parse(raw) as StepSpec;
-    const expected = process.argv[2];
-    if (expected && expected !== spec.step) throw new StepError(`asked to run ${expected}, but the spec is for ${spec.step}`);
-    const started = Date.now();
-    // A step ends with its result or its error, never by the event loop running dry: Node exits
-    // with 0 when nothing holds the loop, and a fetch held open by docker-proxy (or an
-    // AbortSignal.timeout, which is unref'd) does not hold it. A Command would record a success.
-    const holding = setInterval(() => undefined, 60_000);
-    const out = await runStep(spec).finally(() => clearInterval(holding));
-    progress(`${spec.step} done in ${((Date.now() - started) / 1000).toFixed(2)}s`);
-    result({ step: spec.step, startedAt: new Date(started).toISOString(), seconds: (Date.now() - started) / 1000, ...out });
+/**
+ * Runs the step named by argv (checked against the spec in KONG_UPGRADE_SPEC) and prints its
+ * result; resolves to the exit status. Called once per process: by this file's entry below, or
+ * by a step runner's worker given one step (steps/runner.ts).
+ */
+export async function runStepProgram(expected: string | undefined): Promise<number> {
+    try {
+        armCrashPoints();
+        const raw = process.env[SPEC_ENV];
+        if (!raw) throw new StepError(`${SPEC_ENV} is not set; step programs are run by the Pulumi program`);
+        const spec = JSON.parse(raw) as StepSpec;
+        if (expected && expected !== spec.step) throw new StepError(`asked to run ${expected}, but the spec is for ${spec.step}`);
+        const started = Date.now();
+        // A step ends with its result or its error, never by the event loop running dry: Node exits
+        // with 0 when nothing holds the loop, and a fetch held open by docker-proxy (or an
+        // AbortSignal.timeout, which is unref'd) does not hold it. A Command would record a success.
+        const holding = setInterval(() => undefined, 60_000);
+        const out = await runStep(spec).finally(() => clearInterval(holding));
+        progress(`${spec.step} done in ${((Date.now() - started) / 1000).toFixed(2)}s`);
+        result({ step: spec.step, startedAt: new Date(started).toISOString(), seconds: (Date.now() - started) / 1000, ...out });
+        return 0;
+    } catch (e) {
+        const message = e instanceof StepError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
+        process.stderr.write(`error: ${message}\n`);
+        return 1;
+    }
 }
 
 if (require.main === module) {
@@ -49,10 +63,8 @@ if (require.main === module) {
             process.exitCode = 1;
         }
     });
-    main().then(() => { settled = true; }, (e: unknown) => {
+    void runStepProgram(process.argv[2]).then((code) => {
         settled = true;
-        const message = e instanceof StepError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
-        process.stderr.write(`error: ${message}\n`);
-        process.exit(1);
+        if (code !== 0) process.exit(code);
     });
 }

@@ -10,7 +10,8 @@ import { KongCallResult, MigrationState, listState, migrationsList, migrationsSt
 import { StepError, progress } from "./lib/log";
 import { CATALOG_ENV, KongRun, StepSpec } from "./lib/spec";
 import { LearntCatalog, classify, describeState, learntCatalogFor, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
-import { withDatabase } from "./lib/db";
+import { Client } from "pg";
+import { connect } from "./lib/db";
 import { databasePassword } from "./lib/secrets";
 
 type Migrations = Extract<StepSpec, { step: "migrations" }>;
@@ -93,39 +94,87 @@ function notReached(phase: "up" | "finish", version: string, after: MigrationSta
 
 /** `learnt`: the catalogs preflight learnt; by default from KONG_UPGRADE_CATALOGS. */
 export async function migrations(spec: Migrations, learnt = learntCatalogs(process.env[CATALOG_ENV])): Promise<object> {
-    // The state before is read while the image's id is checked (both in the window); it is used
-    // only if the catalog turns out usable.
-    const early = learntCatalogFor(learnt, spec.kong) ? timedRows(spec) : undefined;
-    early?.catch(() => undefined);
-    const catalog = await usableCatalog(learnt, spec.kong);
-    if (catalog) return migrationsByCatalog(spec, catalog, early);
-    progress(`no catalog of ${spec.kong.image} with these settings from preflight: asking kong migrations list`);
-    return migrationsByList(spec);
+    const reads = new SchemaMetaReads(spec);
+    try {
+        // The state before is read while the image's id is checked (both in the window); it is used
+        // only if the catalog turns out usable.
+        const early = learntCatalogFor(learnt, spec.kong) ? reads.read() : undefined;
+        early?.catch(() => undefined);
+        const catalog = await usableCatalog(learnt, spec.kong);
+        if (catalog) return await migrationsByCatalog(spec, catalog, reads, early);
+        progress(`no catalog of ${spec.kong.image} with these settings from preflight: asking kong migrations list`);
+        return await migrationsByList(spec);
+    } finally {
+        reads.close();
+    }
 }
 
+/** How long the read after the command waits for an answer on the connection held since the read before. */
+export const HELD_ANSWER_MS = 2000;
+
+type Rows = Awaited<ReturnType<typeof readMigrationRows>>;
+
 /**
- * schema_meta's rows, timed for the bench. A connection per read: one kept open across a long `up`
- * could be ended by the server or dropped by the network on the way, and the read after it would
- * fail or hang in the window.
+ * schema_meta's rows, before and after the command, timed for the bench (`seconds`). The read
+ * before keeps its connection for the read after: a connect costs a server process and an
+ * authentication (16 ms on a quiet local server, several times that through a proxy), inside
+ * the window. A connection held across a long `up` can be ended by the server or dropped on the
+ * way: then the read after gets an error, or no answer within HELD_ANSWER_MS, and reads on a new
+ * connection, as every read once did. Nothing is ever written on either.
  */
-async function timedRows(spec: Migrations): Promise<{ rows: Awaited<ReturnType<typeof readMigrationRows>>; seconds: number }> {
-    const t = Date.now();
-    const rows = await withDatabase(spec.db, databasePassword(), readMigrationRows);
-    return { rows, seconds: (Date.now() - t) / 1000 };
+export class SchemaMetaReads {
+    seconds = 0;
+    private held: Client | undefined;
+    private heldFailed = false;
+    constructor(private readonly spec: Migrations, private readonly answerMs = HELD_ANSWER_MS) {}
+
+    async read(): Promise<Rows> {
+        const t = Date.now();
+        try {
+            if (this.held && !this.heldFailed) {
+                const rows = await answerWithin(readMigrationRows(this.held), this.answerMs).catch((e: Error) => {
+                    progress(`the connection kept since the read before did not answer (${e.message}); reading on a new one`);
+                    return undefined;
+                });
+                if (rows) return rows.value;
+            }
+            this.close();
+            const c = await connect(this.spec.db, databasePassword());
+            c.on("error", () => { this.heldFailed = true; });
+            this.held = c;
+            this.heldFailed = false;
+            return await readMigrationRows(c);
+        } finally {
+            this.seconds += (Date.now() - t) / 1000;
+        }
+    }
+
+    /** Ends the held connection without waiting on it: one that hangs must not hold the step. */
+    close(): void {
+        const c = this.held;
+        this.held = undefined;
+        if (!c) return;
+        c.end().catch(() => undefined);
+        // end() waits for the server's goodbye; a dropped connection never sends it.
+        (c as unknown as { connection?: { stream?: { destroy?: () => void; unref?: () => void } } }).connection?.stream?.unref?.();
+    }
+}
+
+/** The answer wrapped (rows may be undefined: no schema_meta), or a rejection after `ms`. */
+function answerWithin<T>(p: Promise<T>, ms: number): Promise<{ value: T }> {
+    return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+        p.then((value) => { clearTimeout(timer); resolve({ value }); }, (e: Error) => { clearTimeout(timer); reject(e); });
+    });
 }
 
 /**
  * The state before from schema_meta; the command, when due, in the step's only Kong container;
  * the state after from schema_meta. The same decisions as migrationsByList, on the same states.
  */
-async function migrationsByCatalog(spec: Migrations, catalog: LearntCatalog, early?: ReturnType<typeof timedRows>): Promise<object> {
+async function migrationsByCatalog(spec: Migrations, catalog: LearntCatalog, reads: SchemaMetaReads, early?: Promise<Rows>): Promise<object> {
     const run = spec.kong;
-    let stateSeconds = 0;
-    const read = async (rows = timedRows(spec)) => {
-        const r = await rows;
-        stateSeconds += r.seconds;
-        return classify(r.rows, catalog.subsystems);
-    };
+    const read = async (rows = reads.read()) => classify(await rows, catalog.subsystems);
     const before = await read(early);
     progress(`before ${spec.phase}: ${before.state} (schema_meta against ${run.image}'s catalog)`);
     const ran: Array<{ phase: "up" | "finish"; call: KongCallResult; containerSeconds: number }> = [];
@@ -160,7 +209,7 @@ async function migrationsByCatalog(spec: Migrations, catalog: LearntCatalog, ear
     const own = ran.find((r) => r.phase === spec.phase);
     return {
         version: run.version, phase: spec.phase, before: before.state, after: after.state, ran: ran.length, gate: "schema_meta",
-        kongContainers: ran.length, kongSeconds: own ? own.call.seconds : 0, listSeconds: 0, stateSeconds,
+        kongContainers: ran.length, kongSeconds: own ? own.call.seconds : 0, listSeconds: 0, stateSeconds: reads.seconds,
         containerSeconds: ran.reduce((a, r) => a + r.containerSeconds, 0),
     };
 }

@@ -2,13 +2,26 @@
 // itself with SIGKILL right after its Nth SQL statement or file operation completes, as a power cut
 // or `kill -9` would. With KONG_UPGRADE_CRASH_COUNT=<file>, it writes how many points it passed.
 // Unset (always, outside tests), both cost one comparison per point.
+// Read when the step starts (armCrashPoints), not when this module loads: the step runner's
+// workers load every module before they are given a step and its environment (steps/runner.ts).
 import { writeFileSync } from "fs";
 
-const after = Number(process.env.KONG_UPGRADE_CRASH_AFTER ?? 0);
-const countFile = process.env.KONG_UPGRADE_CRASH_COUNT;
+let after = 0;
 let passed = 0;
+let countFile: string | undefined;
 
-if (countFile) process.on("exit", () => writeFileSync(countFile, String(passed)));
+/** Reads the kill-point settings of the step about to run. */
+export function armCrashPoints(env: NodeJS.ProcessEnv = process.env): void {
+    after = Number(env.KONG_UPGRADE_CRASH_AFTER ?? 0);
+    passed = 0;
+    countFile = env.KONG_UPGRADE_CRASH_COUNT;
+    if (countFile) process.on("exit", flushCrashCount);
+}
+
+/** Writes how many points the step passed (at its exit; a runner's worker before it reports its status). */
+export function flushCrashCount(): void {
+    if (countFile) writeFileSync(countFile, String(passed));
+}
 
 /** One kill point: a statement was answered or a file operation is done. */
 export function crashPoint(): void {
@@ -18,7 +31,6 @@ export function crashPoint(): void {
 
 /** Makes every statement a client sends a kill point (pg's Client.query, promise form). */
 export function instrumentQueries(proto: { query: (...args: never[]) => unknown }): void {
-    if (!(after > 0 || countFile)) return;
     const original = proto.query;
     proto.query = function (this: unknown, ...args: never[]) {
         const r = original.apply(this, args);

@@ -19,13 +19,18 @@ export interface StepRun {
     result?: Record<string, unknown>;
 }
 
-export function runStep(spec: StepSpec, opts: { password: string; expect?: string; env?: Record<string, string> }): Promise<StepRun> {
+/**
+ * `argv`: how the step is started; by default `node build/step-programs/steps/main.js <step>`
+ * (the step runner's tests give its client's command line). `spec` is serialised with `specText`.
+ */
+export function runStep(spec: StepSpec, opts: { password: string; expect?: string; env?: Record<string, string>; argv?: string[]; specText?: (s: StepSpec) => string }): Promise<StepRun> {
+    const argv = opts.argv ?? [process.execPath, ...stepArgv(spec.step).slice(1)];
     return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, stepArgv(spec.step).slice(1), {
+        const child = spawn(argv[0], argv.slice(1), {
             cwd: ROOT,
             env: {
                 ...process.env,
-                [SPEC_ENV]: JSON.stringify(spec),
+                [SPEC_ENV]: (opts.specText ?? JSON.stringify)(spec),
                 [SECRET_ENV.password]: opts.password,
                 ...(opts.expect ? { [EXPECT_ENV]: opts.expect } : {}),
                 KONG_UPGRADE_KONG_COMMAND: STANDIN,

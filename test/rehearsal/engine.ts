@@ -389,7 +389,7 @@ export async function up(opts: RunOptions): Promise<boolean> {
                     entry.stepSeconds = entry.result?.seconds as number | undefined;
                     // Every step program ends with its result or fails (steps/main.ts): a success
                     // without one is a step that ended early, and must not pass for a step done.
-                    if (!entry.result && String(inputs.create ?? "").includes("steps/main.js")) {
+                    if (!entry.result && /steps\/(main\.js|run-step\.sh)/.test(String(inputs.create ?? ""))) {
                         throw new Error(`${reg.name}: the step program exited 0 without a result:\n${String(outputs.stderr ?? "")}`);
                     }
                 }

@@ -1,0 +1,328 @@
+// The step runner: keeps step programs warm so that a step inside the downtime window starts in
+// milliseconds, not in Node's own start-up (about 0.1 s each, seven of them in a 3-hop window).
+//
+// `node build/step-programs/steps/runner.js` (started in the background by run-step.sh the first
+// time a step finds none) listens on 127.0.0.1 and keeps spare workers: Node processes that have
+// loaded every step module and wait. run-step.sh, the command line of every step Command, hands
+// its step, working folder and whole environment to the runner; a spare worker takes that one
+// step, runs it exactly as `node steps/main.js <step>` would (steps/main.ts runStepProgram), and
+// exits. Its stdout and stderr come back line by line, then its exit status.
+//
+// What stays as it was without the runner:
+// - One process per step, and a step's process ends with it: module state, environment and
+//   working folder are the step's own. A client that goes away (Pulumi cancelled, the Command
+//   killed) takes its worker with it (SIGKILL, as a killed step program), so no step outlives its
+//   Command and a rerun never runs beside the step it replaces.
+// - Secrets: the environment travels over a loopback connection to this runner only. The runner
+//   proves itself first with a value from runner.info (mode 0600, in the build folder, 0700), and
+//   the client proves itself with another; nothing of the environment is logged.
+// - Nothing depends on it: a client that finds no runner, or one that does not prove itself in
+//   2 s, runs the step directly (run-step.sh). KONG_UPGRADE_STEP_RUNNER=off runs every step directly.
+//
+// The runner exits after RUNNER_IDLE_MS without a step, or when its build folder is gone.
+import { ChildProcess, fork } from "child_process";
+import { randomBytes, timingSafeEqual } from "crypto";
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { flushCrashCount } from "./lib/crash";
+import { markRunByRunner } from "./lib/launch";
+
+/** Files of the runner, in the build's steps/ folder (private: the build folder is 0700). */
+export const RUNNER_FILES = { info: "runner.info", log: "runner.log" } as const;
+/** Without a step for this long (none running), the runner exits; KONG_UPGRADE_STEP_RUNNER_IDLE_SECONDS sets another. */
+export const RUNNER_IDLE_MS = 15 * 60_000;
+/** Workers kept loaded and waiting: two, so that parallel steps (nodes' status) rarely wait for one. */
+const SPARES = 2;
+/** The request a client sends after the runner's proof: this line, its token, step, cwd, then the environment. */
+export const REQUEST_MAGIC = "kong-upgrade-step 1";
+const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+
+/** Messages between the runner and a worker (IPC). */
+export type ToWorker = { job: { step: string; cwd: string; env: Record<string, string> } };
+export type FromWorker = { ready: true } | { out: 1 | 2; data: string } | { exit: number };
+
+export interface Request { token: string; step: string; cwd: string; env: Record<string, string> }
+
+/**
+ * Parses a client's request: four lines, then NUL-terminated NAME=value entries, then an empty
+ * entry. Undefined while incomplete; throws when it is not a request.
+ */
+export function parseRequest(buf: Buffer): Request | undefined {
+    let at = 0;
+    const lines: string[] = [];
+    while (lines.length < 4) {
+        const nl = buf.indexOf(0x0a, at);
+        if (nl < 0) return undefined;
+        lines.push(buf.subarray(at, nl).toString("utf8"));
+        at = nl + 1;
+    }
+    if (lines[0] !== REQUEST_MAGIC) throw new Error("not a step request");
+    const env: Record<string, string> = {};
+    for (;;) {
+        const nul = buf.indexOf(0, at);
+        if (nul < 0) return undefined;
+        const entry = buf.subarray(at, nul).toString("utf8");
+        at = nul + 1;
+        if (entry === "") break;
+        const eq = entry.indexOf("=");
+        if (eq <= 0) throw new Error("malformed environment entry");
+        env[entry.slice(0, eq)] = entry.slice(eq + 1);
+    }
+    return { token: lines[1], step: lines[2], cwd: lines[3], env };
+}
+
+/** Splits a stream's text into complete lines for the client's frames; keeps the rest. */
+export class LineFramer {
+    private rest = "";
+    constructor(private readonly tag: string, private readonly write: (frame: string) => void) {}
+    push(data: string): void {
+        const text = this.rest + data;
+        const lines = text.split("\n");
+        this.rest = lines.pop() ?? "";
+        for (const l of lines) this.write(`${this.tag}${l}\n`);
+    }
+    flush(): void {
+        if (this.rest !== "") this.write(`${this.tag}${this.rest}\n`);
+        this.rest = "";
+    }
+}
+
+const equal = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+
+function log(dir: string, line: string): void {
+    try {
+        fs.appendFileSync(path.join(dir, RUNNER_FILES.log), `[${new Date().toISOString()}] runner ${process.pid}: ${line}\n`, { mode: 0o600 });
+    } catch { /* the log is a convenience */ }
+}
+
+/** Whether a runner answers at the port runner.info names, with that file's proof (1 s at most). */
+function runnerAnswers(infoFile: string): Promise<boolean> {
+    let port: number;
+    let proof: string;
+    try {
+        [port, proof] = ((s) => [Number(s[0]), s[1]] as [number, string])(fs.readFileSync(infoFile, "utf8").trim().split(" "));
+    } catch {
+        return Promise.resolve(false);
+    }
+    return new Promise((resolve) => {
+        const s = net.connect(port, "127.0.0.1");
+        const done = (ok: boolean) => { s.destroy(); resolve(ok); };
+        s.setTimeout(1000, () => done(false));
+        s.on("error", () => done(false));
+        s.on("data", (d) => done(d.toString().split("\n")[0] === proof));
+    });
+}
+
+async function serve(dir: string): Promise<void> {
+    const infoFile = path.join(dir, RUNNER_FILES.info);
+    const idleMs = Number(process.env.KONG_UPGRADE_STEP_RUNNER_IDLE_SECONDS ?? 0) * 1000 || RUNNER_IDLE_MS;
+    // One runner per build: a second one started meanwhile (two steps found none at once) leaves.
+    if (await runnerAnswers(infoFile)) return;
+    const proof = randomBytes(24).toString("hex");
+    const token = randomBytes(24).toString("hex");
+    const mainJs = path.join(dir, "main.js");
+    const spares: ChildProcess[] = [];
+    const waiting: Array<(w: ChildProcess) => void> = [];
+    const all = new Set<ChildProcess>();
+    let busy = 0;
+    let starting = 0;
+    let idleTimer: NodeJS.Timeout | undefined;
+    let closing = false;
+
+    const shutdown = (why: string) => {
+        if (closing) return;
+        closing = true;
+        log(dir, `exits: ${why}`);
+        for (const w of spares) w.kill("SIGKILL");
+        server.close();
+        if (ours()) fs.rmSync(infoFile, { force: true });
+        leaveWhenDone();
+    };
+    // Workers running a step finish it first: they belong to their clients, and a worker whose
+    // runner is gone kills itself.
+    const leaveWhenDone = () => { if (closing && busy === 0) setTimeout(() => process.exit(0), 50); };
+    const idle = () => {
+        if (idleTimer) clearTimeout(idleTimer);
+        idleTimer = busy === 0 ? setTimeout(() => shutdown("idle"), idleMs) : undefined;
+    };
+
+    /** runner.info is this runner's (not a newer one's, not removed with its build). */
+    const ours = () => { try { return fs.readFileSync(infoFile, "utf8").includes(proof); } catch { return false; } };
+
+    const spawnSpare = () => {
+        if (closing) return;
+        let w: ChildProcess;
+        try {
+            w = fork(__filename, ["worker"], { cwd: dir, stdio: ["ignore", "ignore", "ignore", "ipc"], serialization: "json" });
+        } catch (e) {
+            shutdown(`cannot start a worker: ${(e as Error).message}`);
+            return;
+        }
+        all.add(w);
+        starting += 1;
+        w.on("exit", () => {
+            all.delete(w);
+            const i = spares.indexOf(w);
+            if (i >= 0) {
+                spares.splice(i, 1);
+                // A spare that died before any step: the build is gone or broken. Direct runs still work.
+                shutdown("a spare worker exited before it was given a step");
+            }
+        });
+        w.once("message", (m: FromWorker) => {
+            if (!("ready" in m)) return;
+            starting -= 1;
+            const next = waiting.shift();
+            if (next) next(w); else spares.push(w);
+        });
+    };
+
+    /** Spares back to SPARES (and one per waiting step). Forking blocks this process ~10 ms: after a job is handed over. */
+    const replenish = () => {
+        while (spares.length + starting < SPARES + waiting.length && !closing) spawnSpare();
+    };
+    const take = () => new Promise<ChildProcess>((resolve) => {
+        const w = spares.shift();
+        if (w) resolve(w);
+        else {
+            waiting.push(resolve);
+            replenish();
+        }
+    });
+
+    const handle = (socket: net.Socket) => {
+        socket.setNoDelay(true);
+        socket.on("error", () => undefined);
+        socket.write(`${proof}\n`);
+        let buf = Buffer.alloc(0);
+        const timer = setTimeout(() => socket.destroy(), 10_000);
+        const onData = (d: Buffer) => {
+            buf = Buffer.concat([buf, d]);
+            let req: Request | undefined;
+            try {
+                if (buf.length > MAX_REQUEST_BYTES) throw new Error("request too large");
+                // A whole request ends with the empty entry's NUL.
+                req = buf[buf.length - 1] === 0 ? parseRequest(buf) : undefined;
+            } catch {
+                socket.destroy();
+                return;
+            }
+            if (!req) return;
+            socket.off("data", onData);
+            clearTimeout(timer);
+            if (!equal(req.token, token)) { socket.destroy(); return; }
+            void runJob(socket, req);
+        };
+        socket.on("data", onData);
+    };
+
+    const runJob = async (socket: net.Socket, req: Request) => {
+        busy += 1;
+        idle();
+        const w = await take();
+        if (socket.destroyed) {
+            // The client left while it waited for a worker: the worker stays a spare.
+            spares.push(w);
+            busy -= 1;
+            idle();
+            leaveWhenDone();
+            return;
+        }
+        const out = new LineFramer("1", (f) => socket.write(f));
+        const err = new LineFramer("2", (f) => socket.write(f));
+        let status: number | undefined;
+        let clientGone = false;
+        const onClose = () => {
+            // The client is gone before its step ended (its Command killed or cancelled): so is its
+            // step, as a killed step program.
+            if (status !== undefined) return;
+            clientGone = true;
+            w.kill("SIGKILL");
+        };
+        socket.on("close", onClose);
+        const end = (code: number) => {
+            if (status !== undefined) return;
+            status = code;
+            if (clientGone) return;
+            out.flush();
+            err.flush();
+            socket.end(`x${code}\n`);
+        };
+        // The worker's status ends the step at once: everything it printed came before it (IPC
+        // keeps order), and the worker has nothing left but to exit.
+        w.on("message", (m: FromWorker) => {
+            if ("out" in m) (m.out === 1 ? out : err).push(m.data);
+            else if ("exit" in m) end(m.exit);
+        });
+        w.once("exit", (code, signal) => {
+            busy -= 1;
+            idle();
+            leaveWhenDone();
+            // Killed (a crash test's kill point, the OOM killer) or crashed: what a shell reports.
+            end(signal ? 128 + (({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGSEGV: 11, SIGABRT: 6 } as Record<string, number>)[signal] ?? 1) : code ?? 1);
+        });
+        const t = Date.now();
+        log(dir, `step ${req.step} in worker ${w.pid} starts`);
+        w.once("exit", () => log(dir, `step ${req.step} in worker ${w.pid}: exit ${status} after ${((Date.now() - t) / 1000).toFixed(2)}s${clientGone ? " (its client went away)" : ""}`));
+        w.send({ job: { step: req.step, cwd: req.cwd, env: req.env } } satisfies ToWorker);
+        setImmediate(replenish);
+    };
+
+    const server = net.createServer(handle);
+    await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(0, "127.0.0.1", () => resolve());
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const tmp = `${infoFile}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, `${port} ${proof} ${token} ${process.pid}\n`, { mode: 0o600 });
+    fs.renameSync(tmp, infoFile);
+    log(dir, `listens on 127.0.0.1:${port}`);
+    for (let i = 0; i < SPARES; i++) spawnSpare();
+    idle();
+    // Two runners started at once: the one whose runner.info was replaced leaves. The build folder
+    // removed (a newer build, ten minutes on): nothing here can start any more.
+    setTimeout(() => { if (!ours()) shutdown("another runner took this build"); }, 1000).unref();
+    setInterval(() => { if (!fs.existsSync(mainJs) || !ours()) shutdown("its build or its runner.info is gone"); }, 30_000).unref();
+    process.on("SIGTERM", () => shutdown("SIGTERM"));
+    process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+/** A worker: loads every step module, then runs the one step it is given and exits. */
+function work(): void {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const main = require("./main") as typeof import("./main");
+    for (const m of ["./bootstrap", "./preflight", "./cluster", "./snapshot", "./migrations", "./restore", "./verify", "./hybrid", "./password", "./canary"]) require(m);
+    const send = (m: FromWorker) => { if (process.connected) process.send?.(m); };
+    // The runner gone: before a step, nothing will come; during one, its client's connection went
+    // with the runner, so the step goes too, as a killed step program.
+    process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
+    process.once("message", (m: ToWorker) => {
+        const { step, cwd, env } = m.job;
+        for (const k of Object.keys(process.env)) delete process.env[k];
+        Object.assign(process.env, env);
+        process.chdir(cwd);
+        process.argv = [process.execPath, path.join(__dirname, "main.js"), step];
+        markRunByRunner();
+        const forward = (stream: 1 | 2) => ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+            send({ out: stream, data: typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8") });
+            const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
+            cb?.();
+            return true;
+        }) as typeof process.stdout.write;
+        process.stdout.write = forward(1);
+        process.stderr.write = forward(2);
+        void main.runStepProgram(step).then((code) => {
+            // What a step does at its exit (the crash test's count) is done before its status is sent.
+            flushCrashCount();
+            process.send?.({ exit: code } satisfies FromWorker, () => process.exit(code));
+        });
+    });
+    send({ ready: true });
+}
+
+if (require.main === module) {
+    if (process.argv[2] === "worker") work();
+    else void serve(__dirname).catch((e: Error) => { log(__dirname, `failed: ${e.message}`); process.exit(1); });
+}

@@ -1,0 +1,252 @@
+// The step runner (steps/runner.ts, steps/run-step.sh): a step run through it must be the step
+// run directly — same output, status, environment, working folder, database effect — and it must
+// not add a way to lose a step's secrets or leave a step running without its Command.
+import { strict as assert } from "assert";
+import { ChildProcess, spawn } from "child_process";
+import { cpSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync, chmodSync } from "fs";
+import * as net from "net";
+import * as path from "path";
+import { after, before, describe, it } from "node:test";
+import { ensureStepPrograms } from "../components/stepbuild";
+import { LineFramer, REQUEST_MAGIC, parseRequest } from "../steps/runner";
+import { TestServer, startPostgres } from "./helpers/postgres";
+import { ROOT, kongRun, runStep } from "./helpers/steps";
+import { StepSpec } from "../steps/lib/spec";
+
+describe("the runner's request and frames", () => {
+    const req = (env: string[], head = `${REQUEST_MAGIC}\ntok\nmigrations\n/work\n`) => Buffer.concat([Buffer.from(head), ...env.map((e) => Buffer.from(`${e}\0`)), Buffer.from("\0")]);
+    const cases: Array<{ name: string; buf: Buffer; want: ReturnType<typeof parseRequest> | "throws" }> = [
+        { name: "whole", buf: req(["A=1", "B=x=y"]), want: { token: "tok", step: "migrations", cwd: "/work", env: { A: "1", B: "x=y" } } },
+        { name: "a value over several lines, quotes and $", buf: req(["SPEC={\n  \"a\": '$x'\n}"]), want: { token: "tok", step: "migrations", cwd: "/work", env: { SPEC: "{\n  \"a\": '$x'\n}" } } },
+        { name: "an empty value", buf: req(["E="]), want: { token: "tok", step: "migrations", cwd: "/work", env: { E: "" } } },
+        { name: "lines not all there yet", buf: Buffer.from(`${REQUEST_MAGIC}\ntok\n`), want: undefined },
+        { name: "environment not ended yet", buf: req(["A=1"]).subarray(0, -1), want: undefined },
+        { name: "not a request", buf: req([], "GET / HTTP/1.1\nHost: x\n\n\n"), want: "throws" },
+        { name: "an entry without a name", buf: req(["=1"]), want: "throws" },
+    ];
+    for (const c of cases) {
+        it(c.name, () => {
+            if (c.want === "throws") assert.throws(() => parseRequest(c.buf));
+            else assert.deepEqual(parseRequest(c.buf), c.want);
+        });
+    }
+    it("frames whole lines as they complete, the rest at the end", () => {
+        const frames: string[] = [];
+        const f = new LineFramer("2", (x) => frames.push(x));
+        f.push("[t] one\n[t] tw");
+        f.push("o\n");
+        f.push("no newline");
+        assert.deepEqual(frames, ["2[t] one\n", "2[t] two\n"]);
+        f.flush();
+        assert.deepEqual(frames, ["2[t] one\n", "2[t] two\n", "2no newline\n"]);
+    });
+});
+
+/** A private copy of the built step programs: its own runner, not the one other tests may start. */
+function privateBuild(): string {
+    ensureStepPrograms();
+    // Under the project, so the copy finds node_modules (pg) as the build does.
+    const dir = mkdtempSync(path.join(ROOT, "build", "runner-test-"));
+    // Without a runner's files: those name the build's own runner.
+    cpSync(realpathSync(path.join(ROOT, "build", "step-programs")), dir, { recursive: true, filter: (f) => !/runner\.(info|log)$/.test(f) });
+    return dir;
+}
+
+const client = (dir: string, step: string) => ["/bin/sh", "-c", `exec bash ${path.join(dir, "steps", "run-step.sh")} ${step}`];
+const direct = (dir: string, step: string) => [process.execPath, path.join(dir, "steps", "main.js"), step];
+const info = (dir: string) => path.join(dir, "steps", "runner.info");
+const runnerLog = (dir: string) => { try { return readFileSync(path.join(dir, "steps", "runner.log"), "utf8"); } catch { return ""; } };
+const runnerPid = (dir: string) => { try { return Number(readFileSync(info(dir), "utf8").trim().split(" ")[3]); } catch { return undefined; } };
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+async function until(what: string | (() => string), cond: () => boolean, ms = 15_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!cond()) {
+        if (Date.now() > end) throw new Error(`not within ${ms} ms: ${typeof what === "string" ? what : what()}`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+}
+
+/** Starts the runner the way a step does (its first step runs directly), and waits until it answers. */
+async function warm(dir: string, env: Record<string, string> = {}): Promise<number> {
+    const r = await runStep({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }, { password: "", argv: client(dir, "stop"), env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /started the step runner for the steps after this one/);
+    await until("runner.info written", () => existsSync(info(dir)));
+    const pid = runnerPid(dir)!;
+    // Its spares loaded: the first step through it then takes one at once.
+    await new Promise((r) => setTimeout(r, 1500));
+    return pid;
+}
+
+async function stopRunner(dir: string): Promise<void> {
+    const pid = runnerPid(dir);
+    if (pid && alive(pid)) {
+        process.kill(pid, "SIGTERM");
+        await until("runner gone", () => !alive(pid), 10_000);
+    }
+    rmSync(dir, { recursive: true, force: true });
+}
+
+/** A `kong` for the steps that writes what it was given to `out` (cwd, a test value), then does `then`. */
+function fakeKong(dir: string, name: string, then: string): { command: string; out: string } {
+    const command = path.join(dir, `${name}-kong`);
+    const out = path.join(dir, `${name}-kong.out`);
+    writeFileSync(command, `#!/bin/sh\n{ pwd; printf '%s' "$KONG_UPGRADE_TEST_VALUE"; } > '${out}'\n${then}\n`);
+    chmodSync(command, 0o755);
+    return { command, out };
+}
+
+const bootstrapSpec = (): StepSpec => ({
+    step: "bootstrap", db: { host: "127.0.0.1", port: 1, database: "kong", user: "kong", sslmode: "disable" },
+    kong: kongRun({ host: "127.0.0.1", port: 1, database: "kong", user: "kong", sslmode: "disable" }, "3.4.3"),
+});
+
+describe("a step through the runner is the step run directly", () => {
+    let server: TestServer;
+    let dir: string;
+    before(async () => {
+        server = await startPostgres();
+        dir = privateBuild();
+        await warm(dir);
+    });
+    after(async () => {
+        await stopRunner(dir);
+        await server?.stop();
+    });
+
+    it("migrates a real database the same way, with its spec over several lines and its password", async () => {
+        const ways = { runner: (s: string) => client(dir, s), direct: (s: string) => direct(dir, s) };
+        const seen: Record<string, unknown[]> = {};
+        for (const [way, argv] of Object.entries(ways)) {
+            const t = await server.kongDatabase(`runner-${way}`);
+            const run = (spec: StepSpec) => runStep(spec, { ...t, argv: argv(spec.step), specText: (s) => JSON.stringify(s, null, 2) });
+            const steps: StepSpec[] = [
+                { step: "bootstrap", db: t.db, kong: kongRun(t.db, "3.4.3") },
+                { step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") },
+                { step: "migrations", phase: "finish", db: t.db, kong: kongRun(t.db, "3.5.0") },
+            ];
+            seen[way] = [];
+            for (const spec of steps) {
+                const r = await run(spec);
+                assert.equal(r.code, 0, `${way} ${spec.step}: ${r.stderr}`);
+                const { seconds: _s, startedAt: _a, stateSeconds: _t, listSeconds: _l, kongSeconds: _k, containerSeconds: _c, ...what } = r.result!;
+                seen[way].push(what);
+                assert.doesNotMatch(r.stdout + r.stderr, new RegExp(t.password));
+            }
+            // The same step with a password that is wrong: the same failure, word for word.
+            const bad = await runStep(steps[1], { password: "wrong-password", argv: argv("migrations") });
+            assert.equal(bad.code, 1);
+            seen[way].push(bad.stderr.split("\n").filter((l) => l.startsWith("error:")).join("\n").replace(/kong_runner_\w+/g, "<db>"));
+        }
+        assert.deepEqual(seen.runner, seen.direct);
+        assert.match(runnerLog(dir), /step migrations in worker \d+: exit 0/);
+        assert.match(runnerLog(dir), /step migrations in worker \d+: exit 1/);
+        assert.doesNotMatch(runnerLog(dir), /pw-kong_runner/, "no password in the runner's log");
+    });
+
+    it("gives the step its environment and working folder exactly", async () => {
+        const kong = fakeKong(dir, "env", "exit 3");
+        const value = "a=b\nsecond line 'single' \"double\" $HOME `x` \\ \t end";
+        const r = await runStep(bootstrapSpec(), { password: "", argv: client(dir, "bootstrap"), env: { KONG_UPGRADE_KONG_COMMAND: kong.command, KONG_UPGRADE_TEST_VALUE: value } });
+        assert.equal(r.code, 1, r.stderr); // the fake kong says "needs bootstrap", then fails the bootstrap itself
+        const [cwd, ...rest] = readFileSync(kong.out, "utf8").split("\n");
+        assert.equal(cwd, ROOT);
+        assert.equal(rest.join("\n"), value);
+    });
+
+    it("a kill point in its worker ends the step as a killed program: status 137, nothing more", async () => {
+        const t = await server.kongDatabase("runner-kill");
+        // verify of a cluster of no node: its first SQL statement (the entity counts) is the kill point.
+        const r = await runStep({ step: "verify", db: t.db, kong: kongRun(t.db, "3.4.3"), cluster: { stack: "", version: "3.4.3", nodes: [] }, timeoutSeconds: 30 },
+            { ...t, argv: client(dir, "verify"), env: { KONG_UPGRADE_CRASH_AFTER: "1" } });
+        assert.equal(r.code, 137, r.stderr);
+        assert.equal(r.result, undefined);
+    });
+
+    it("a client that goes away takes its step with it", async () => {
+        const kong = fakeKong(dir, "sleeping", "exec sleep 60");
+        const logged = runnerLog(dir).length;
+        const child: ChildProcess = spawn(client(dir, "bootstrap")[0], client(dir, "bootstrap").slice(1), {
+            cwd: ROOT, env: { ...process.env, KONG_UPGRADE_SPEC: JSON.stringify(bootstrapSpec()), KONG_PG_PASSWORD: "unused", KONG_UPGRADE_KONG_COMMAND: kong.command }, stdio: "ignore",
+        });
+        let worker = 0;
+        await until("the step started in a worker", () => {
+            const m = /step bootstrap in worker (\d+) starts/.exec(runnerLog(dir).slice(logged));
+            worker = m ? Number(m[1]) : 0;
+            return worker > 0 && existsSync(kong.out);
+        });
+        child.kill("SIGKILL");
+        await until("the worker gone with its client", () => !alive(worker), 5000);
+        await until(() => `logged:\n${runnerLog(dir)}`, () => new RegExp(`worker ${worker}: exit 137 .*its client went away`).test(runnerLog(dir)), 5000);
+    });
+
+    it("an impostor on the runner's port learns nothing, and the step runs directly", async () => {
+        const received: Buffer[] = [];
+        const impostor = net.createServer((s) => {
+            s.on("data", (d) => received.push(d));
+            s.write("not-the-proof\n");
+        });
+        await new Promise<void>((r) => impostor.listen(0, "127.0.0.1", () => r()));
+        const real = readFileSync(info(dir), "utf8");
+        const [, proof, token, pid] = real.trim().split(" ");
+        try {
+            writeFileSync(info(dir), `${(impostor.address() as net.AddressInfo).port} ${proof} ${token} ${pid}\n`);
+            const r = await runStep({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }, { password: "secret-never-sent", argv: client(dir, "stop") });
+            assert.equal(r.code, 0, r.stderr);
+            assert.ok(r.result);
+            assert.equal(Buffer.concat(received).length, 0, "the impostor received nothing");
+        } finally {
+            writeFileSync(info(dir), real);
+            impostor.close();
+        }
+    });
+});
+
+describe("the runner's life", () => {
+    it("KONG_UPGRADE_STEP_RUNNER=off runs the step directly and starts none", async () => {
+        const dir = privateBuild();
+        try {
+            const r = await runStep({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }, { password: "", argv: client(dir, "stop"), env: { KONG_UPGRADE_STEP_RUNNER: "off" } });
+            assert.equal(r.code, 0, r.stderr);
+            await new Promise((r) => setTimeout(r, 1000));
+            assert.equal(existsSync(info(dir)), false);
+        } finally {
+            await stopRunner(dir);
+        }
+    });
+
+    it("leaves when idle, and holds none of the environment of the step that started it", async () => {
+        const dir = privateBuild();
+        try {
+            const pid = await warm(dir, { KONG_UPGRADE_STEP_RUNNER_IDLE_SECONDS: "3", KONG_PG_PASSWORD: "pw-of-the-first-step" });
+            const environ = readFileSync(`/proc/${pid}/environ`, "utf8");
+            assert.doesNotMatch(environ, /pw-of-the-first-step/);
+            await until("the idle runner gone", () => !alive(pid), 15_000);
+            assert.equal(existsSync(info(dir)), false, "runner.info removed");
+            assert.match(runnerLog(dir), /exits: idle/);
+        } finally {
+            await stopRunner(dir);
+        }
+    });
+
+    it("two runners started at once: one stays, and it answers", async () => {
+        const dir = privateBuild();
+        try {
+            const start = () => spawn(process.execPath, [path.join(dir, "steps", "runner.js")], { stdio: "ignore", env: { PATH: process.env.PATH ?? "" } });
+            const a = start();
+            const b = start();
+            const gone = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null;
+            await until("one of the two left", () => gone(a) || gone(b), 15_000);
+            await new Promise((r) => setTimeout(r, 1500));
+            assert.notEqual(gone(a), gone(b), "exactly one stays");
+            const stayed = gone(a) ? b : a;
+            assert.equal(runnerPid(dir), stayed.pid);
+            const r = await runStep({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }, { password: "", argv: client(dir, "stop") });
+            assert.equal(r.code, 0, r.stderr);
+            assert.doesNotMatch(r.stderr, /started the step runner/);
+        } finally {
+            await stopRunner(dir);
+        }
+    });
+});
