@@ -53,10 +53,9 @@ async function stopNodes(spec: Stop): Promise<object> {
         const r = await docker(["stop", "--time", String(spec.drainSeconds), ...here], {}, spec.drainSeconds + 60, endpoint);
         if (r.code !== 0) throw new StepError(`docker stop${onHost(endpoint)} failed: ${r.stderr.trim()}`);
         stopSeconds = Math.max(stopSeconds, (Date.now() - t) / 1000);
-        for (const name of here) {
-            const s = await inspectContainer(name, endpoint);
-            if (s?.running) throw new StepError(`${name} is still running${onHost(endpoint)} after docker stop`);
-        }
+        const after = await Promise.all(here.map((name) => inspectContainer(name, endpoint)));
+        const running = after.filter((s) => s?.running).map((s) => s!.name);
+        if (running.length > 0) throw new StepError(`${running.join(", ")} ${running.length > 1 ? "are" : "is"} still running${onHost(endpoint)} after docker stop`);
         return { here, gone };
     }));
     const present = perHost.flatMap((h) => h.here);

@@ -21,11 +21,13 @@
 //
 // The runner exits after RUNNER_IDLE_MS without a step, or when its build folder is gone.
 import { ChildProcess, fork } from "child_process";
-import { randomBytes, timingSafeEqual } from "crypto";
+import { randomBytes, timingSafeEqual, webcrypto } from "crypto";
 import * as fs from "fs";
+import * as http from "http";
 import * as net from "net";
 import * as path from "path";
 import { flushCrashCount } from "./lib/crash";
+import type { ConnectTarget } from "./lib/db";
 import { markRunByRunner } from "./lib/launch";
 
 /** Files of the runner, in the build's steps/ folder (private: the build folder is 0700). */
@@ -39,8 +41,8 @@ export const REQUEST_MAGIC = "kong-upgrade-step 1";
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 
 /** Messages between the runner and a worker (IPC). */
-export type ToWorker = { job: { step: string; cwd: string; env: Record<string, string> } };
-export type FromWorker = { ready: true } | { out: 1 | 2; data: string } | { exit: number };
+export type ToWorker = { job: { step: string; cwd: string; env: Record<string, string> } } | { prepare: ConnectTarget; cwd: string };
+export type FromWorker = { ready: true } | { out: 1 | 2; data: string } | { exit: number; connected?: ConnectTarget };
 
 export interface Request { token: string; step: string; cwd: string; env: Record<string, string> }
 
@@ -253,7 +255,12 @@ async function serve(dir: string): Promise<void> {
         // keeps order), and the worker has nothing left but to exit.
         w.on("message", (m: FromWorker) => {
             if ("out" in m) (m.out === 1 ? out : err).push(m.data);
-            else if ("exit" in m) end(m.exit);
+            else if ("exit" in m) {
+                end(m.exit);
+                // The next step most likely starts where this one did (the next migration step's
+                // gate read): the next spare connects there while that step is being started.
+                if (m.connected && spares[0]) spares[0].send({ prepare: m.connected, cwd: req.cwd } satisfies ToWorker);
+            }
         });
         w.once("exit", (code, signal) => {
             busy -= 1;
@@ -294,11 +301,24 @@ function work(): void {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const main = require("./main") as typeof import("./main");
     for (const m of ["./bootstrap", "./preflight", "./cluster", "./snapshot", "./migrations", "./restore", "./verify", "./hybrid", "./password", "./canary"]) require(m);
+    void warmUp().finally(() => send({ ready: true }));
     const send = (m: FromWorker) => { if (process.connected) process.send?.(m); };
     // The runner gone: before a step, nothing will come; during one, its client's connection went
     // with the runner, so the step goes too, as a killed step program.
     process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
-    process.once("message", (m: ToWorker) => {
+    const db = require("./lib/db") as typeof import("./lib/db");
+    let given = false;
+    process.on("message", (m: ToWorker) => {
+        if ("prepare" in m) {
+            // In the previous step's folder: a CA file may be named relative to it.
+            if (!given) {
+                process.chdir(m.cwd);
+                db.prepareConnection(m.prepare);
+            }
+            return;
+        }
+        if (given) return; // one step per worker
+        given = true;
         const { step, cwd, env } = m.job;
         for (const k of Object.keys(process.env)) delete process.env[k];
         Object.assign(process.env, env);
@@ -316,10 +336,28 @@ function work(): void {
         void main.runStepProgram(step).then((code) => {
             // What a step does at its exit (the crash test's count) is done before its status is sent.
             flushCrashCount();
-            process.send?.({ exit: code } satisfies FromWorker, () => process.exit(code));
+            process.send?.({ exit: code, connected: code === 0 ? db.lastConnectTarget() : undefined } satisfies FromWorker, () => process.exit(code));
         });
     });
-    send({ ready: true });
+}
+
+/**
+ * What a step's first connection does once per process, done before it is given a step: the
+ * SCRAM login's WebCrypto (PBKDF2, HMAC, SHA-256, as the pg driver calls them) and an HTTP
+ * request (the Docker engine's socket, /status). Nothing is connected to.
+ */
+async function warmUp(): Promise<void> {
+    const subtle = webcrypto.subtle;
+    const key = await subtle.importKey("raw", Buffer.from("warm"), "PBKDF2", false, ["deriveBits"]);
+    await subtle.deriveBits({ name: "PBKDF2", salt: Buffer.from("salt"), iterations: 4096, hash: "SHA-256" }, key, 256);
+    const hmac = await subtle.importKey("raw", Buffer.from("warm"), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    await subtle.sign("HMAC", hmac, Buffer.from("warm"));
+    await subtle.digest("SHA-256", Buffer.from("warm"));
+    await new Promise<void>((resolve) => {
+        const req = http.request({ socketPath: path.join(__dirname, "no-such.sock"), path: "/" }, () => resolve());
+        req.on("error", () => resolve());
+        req.end();
+    });
 }
 
 if (require.main === module) {

@@ -1,5 +1,6 @@
 // PostgreSQL access for the step programs: connections with clear errors, and the facts about
 // Kong's database that steps compare (schema_meta rows, entity counts, the migrations lock).
+import { createHash } from "crypto";
 import { readFileSync } from "fs";
 import { Client, ClientConfig } from "pg";
 import { ConnectionOptions } from "tls";
@@ -35,8 +36,63 @@ export function quoteLiteral(text: string): string {
     return `'${text.replace(/'/g, "''")}'`;
 }
 
+/** Where a step connected: what a step runner's next worker may connect to before it is given its step. */
+export interface ConnectTarget { db: DbTarget; password: string; database: string }
+
+let lastTarget: ConnectTarget | undefined;
+let prepared: { key: string; client: Promise<Client>; timer: NodeJS.Timeout } | undefined;
+const targetKey = (t: ConnectTarget) => createHash("sha256").update(JSON.stringify([t.db, t.database, t.password])).digest("hex");
+
+/** The first database this step connected to (undefined: none). */
+export function lastConnectTarget(): ConnectTarget | undefined {
+    return lastTarget;
+}
+
+/**
+ * Opens, ahead of its step, the connection the step will most likely open first: the previous
+ * step's (a step runner's worker, between two migration steps; steps/runner.ts). connect() takes
+ * it when its target and password are the same, and checks that it answers. Closed after
+ * `keepMs` unused: an idle connection is not held for long.
+ */
+export function prepareConnection(t: ConnectTarget, keepMs = 60_000): void {
+    if (prepared) return;
+    const client = connectFresh(t.db, t.password, t.database);
+    client.then((c) => c.on("error", () => undefined), () => undefined);
+    const timer = setTimeout(() => {
+        prepared = undefined;
+        client.then((c) => c.end(), () => undefined).catch(() => undefined);
+    }, keepMs);
+    timer.unref();
+    prepared = { key: targetKey(t), client, timer };
+}
+
+/** The prepared connection, when it is to this target and answers within a second. */
+async function takePrepared(t: ConnectTarget): Promise<Client | undefined> {
+    if (!prepared || prepared.key !== targetKey(t)) return undefined;
+    const p = prepared;
+    prepared = undefined;
+    clearTimeout(p.timer);
+    const c = await p.client.catch(() => undefined);
+    if (!c) return undefined;
+    const answered = await Promise.race([
+        c.query("SELECT 1").then(() => true, () => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
+    ]);
+    if (answered) return c;
+    c.end().catch(() => undefined);
+    return undefined;
+}
+
 /** Opens a connection to `database` (default: Kong's). The password comes from the caller's secret env. */
 export async function connect(db: DbTarget, password: string, database = db.database): Promise<Client> {
+    const target = { db, password, database };
+    const c = (await takePrepared(target)) ?? await connectFresh(db, password, database);
+    // The first: a step's gate read, which the next step also starts with.
+    lastTarget ??= target;
+    return c;
+}
+
+async function connectFresh(db: DbTarget, password: string, database: string): Promise<Client> {
     const client = new Client({
         host: db.host, port: db.port, user: db.user, password, database,
         ssl: tlsOptions(db),

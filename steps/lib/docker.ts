@@ -1,5 +1,9 @@
 // The docker CLI, as the step programs use it. KONG_UPGRADE_DOCKER names another binary
 // (a test double); DOCKER_HOST and friends are honoured as docker itself honours them.
+import { existsSync, readFileSync } from "fs";
+import * as http from "http";
+import * as os from "os";
+import * as path from "path";
 import { exec, ExecResult } from "./exec";
 import { StepError, progress } from "./log";
 import { DockerEndpoint } from "./spec";
@@ -42,8 +46,25 @@ export interface ContainerState {
     restartCount: number;
 }
 
-/** State of a container, or undefined when it does not exist. `timeoutSeconds`: 0 waits as long as docker does. */
+/** `.State` of `docker container inspect`, the fields read here. */
+interface DockerState { Running: boolean; Restarting?: boolean; ExitCode?: number; Health?: { Status: string } }
+
+function containerState(name: string, s: DockerState, labels: Record<string, string> | null, restarts: number): ContainerState {
+    return {
+        name, running: s.Running, health: s.Health?.Status ?? "", labels: labels ?? {},
+        restarting: s.Restarting ?? false, exitCode: s.ExitCode ?? 0, restartCount: restarts,
+    };
+}
+
+/**
+ * State of a container, or undefined when it does not exist. `timeoutSeconds`: 0 waits as long as
+ * docker does. Through the engine's socket where it is local (no CLI start: the stop step's
+ * check after `docker stop` is in the downtime window), else, or when it does not answer plainly, the CLI.
+ */
 export async function inspectContainer(name: string, endpoint?: DockerEndpoint, timeoutSeconds = 0): Promise<ContainerState | undefined> {
+    const socket = localDockerSocket(endpoint);
+    const viaApi = socket && existsSync(socket) ? await containerFromSocket(socket, name, timeoutSeconds > 0 ? timeoutSeconds * 1000 : 10_000) : undefined;
+    if (viaApi !== undefined) return viaApi === "absent" ? undefined : viaApi;
     // One field a line: JSON has no raw newline, while a health check's output may hold any other separator.
     const r = await docker(["container", "inspect", "--format", "{{json .State}}\n{{json .Config.Labels}}\n{{.RestartCount}}", name], {}, timeoutSeconds, endpoint);
     if (r.code !== 0) {
@@ -51,11 +72,7 @@ export async function inspectContainer(name: string, endpoint?: DockerEndpoint, 
         throw new StepError(`docker container inspect ${name}${onHost(endpoint)} failed: ${r.stderr.trim()}`);
     }
     const [state, labels, restarts] = r.stdout.trim().split("\n");
-    const s = JSON.parse(state) as { Running: boolean; Restarting?: boolean; ExitCode?: number; Health?: { Status: string } };
-    return {
-        name, running: s.Running, health: s.Health?.Status ?? "", labels: (JSON.parse(labels) as Record<string, string> | null) ?? {},
-        restarting: s.Restarting ?? false, exitCode: s.ExitCode ?? 0, restartCount: Number(restarts) || 0,
-    };
+    return containerState(name, JSON.parse(state) as DockerState, JSON.parse(labels) as Record<string, string> | null, Number(restarts) || 0);
 }
 
 /** Running containers carrying every label given. */
@@ -98,4 +115,94 @@ export function startingWatch(container: string, endpoint?: DockerEndpoint): () 
         const output = logs ? `${logs.stdout}${logs.stderr}`.trim() : "";
         throw new StepError(`${container}${onHost(endpoint)} ${failed} instead of starting` + (output ? `. Kong's output (docker logs --tail 30):\n${output}` : ""));
     };
+}
+
+/**
+ * The Unix socket of the Docker engine the CLI would talk to, when it is a local one reached
+ * without the CLI's help: no test double, no other host (DOCKER_HOST, a step's endpoint), no
+ * context other than the default. Undefined otherwise: then only the CLI knows the way.
+ */
+export function localDockerSocket(endpoint: DockerEndpoint | undefined, env: NodeJS.ProcessEnv = process.env, currentContext = configuredContext(env)): string | undefined {
+    if (env.KONG_UPGRADE_DOCKER) return undefined;
+    const host = endpoint ? endpoint.host : env.DOCKER_HOST;
+    if (host) return host.startsWith("unix://") && !(endpoint?.certPath) ? host.slice("unix://".length) : undefined;
+    const context = env.DOCKER_CONTEXT || currentContext;
+    if (context && context !== "default") return undefined;
+    return "/var/run/docker.sock";
+}
+
+/** The CLI's current context from its config file (DOCKER_CONFIG, else ~/.docker), if one is set. */
+function configuredContext(env: NodeJS.ProcessEnv): string | undefined {
+    const dir = env.DOCKER_CONFIG || path.join(env.HOME || os.homedir(), ".docker");
+    try {
+        const c = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as { currentContext?: unknown };
+        return typeof c.currentContext === "string" ? c.currentContext : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * GET `apiPath` from the engine's API on `socket`: its status and body, or undefined when it
+ * did not answer within `timeoutMs` (the caller asks the CLI then).
+ */
+function engineGet(socket: string, apiPath: string, timeoutMs: number): Promise<{ status: number; body: string } | undefined> {
+    return new Promise((resolve) => {
+        const req = http.request({ socketPath: socket, path: apiPath, method: "GET", timeout: timeoutMs }, (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => { body += d; });
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+            res.on("error", () => resolve(undefined));
+        });
+        req.on("timeout", () => req.destroy());
+        req.on("error", () => resolve(undefined));
+        req.end();
+    });
+}
+
+/** A name or image reference in an API path, as the CLI sends it (its slashes kept). */
+const apiName = (name: string) => name.split("/").map(encodeURIComponent).join("/");
+
+/**
+ * An image's id from the engine's API on `socket`: what `docker image inspect -f {{.Id}}` prints,
+ * without starting the CLI (about 0.1 s in the downtime window, per migration step). "absent"
+ * when the engine has no such image; undefined when the API did not answer plainly (the caller
+ * asks the CLI then).
+ */
+export async function imageIdFromSocket(socket: string, image: string, timeoutMs = 10_000): Promise<string | "absent" | undefined> {
+    const r = await engineGet(socket, `/images/${apiName(image)}/json`, timeoutMs);
+    if (r?.status === 404) return "absent";
+    if (r?.status !== 200) return undefined;
+    try {
+        const id = (JSON.parse(r.body) as { Id?: unknown }).Id;
+        return typeof id === "string" && id.startsWith("sha256:") ? id : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+/**
+ * A container's state from the engine's API on `socket`, as inspectContainer gives it; "absent"
+ * when there is no such container; undefined when the API did not answer plainly.
+ */
+export async function containerFromSocket(socket: string, name: string, timeoutMs = 10_000): Promise<ContainerState | "absent" | undefined> {
+    const r = await engineGet(socket, `/containers/${apiName(name)}/json`, timeoutMs);
+    if (r?.status === 404) return "absent";
+    if (r?.status !== 200) return undefined;
+    try {
+        const c = JSON.parse(r.body) as { State?: DockerState; Config?: { Labels?: Record<string, string> | null }; RestartCount?: number };
+        return c.State && typeof c.State.Running === "boolean" ? containerState(name, c.State, c.Config?.Labels ?? null, c.RestartCount ?? 0) : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+/** An image's id on `endpoint` (undefined: absent), through the engine's socket where it is local, else the CLI. */
+export async function imageId(image: string, endpoint: DockerEndpoint | undefined): Promise<string | undefined> {
+    const socket = localDockerSocket(endpoint);
+    const viaApi = socket && existsSync(socket) ? await imageIdFromSocket(socket, image) : undefined;
+    if (viaApi !== undefined) return viaApi === "absent" ? undefined : viaApi;
+    const r = await docker(["image", "inspect", "-f", "{{.Id}}", image], {}, 60, endpoint);
+    return r.code === 0 ? r.stdout.trim() || undefined : undefined;
 }

@@ -20,7 +20,7 @@ import type { Client } from "pg";
 import type { KongRun } from "./spec";
 import type { MigrationState } from "./kong";
 import { parseStepResult, progress } from "./log";
-import { docker } from "./docker";
+import { imageId } from "./docker";
 
 /** Migration names per subsystem, as one Kong build with one KONG_PLUGINS loads them. */
 export type Catalog = Record<string, string[]>;
@@ -69,8 +69,7 @@ export function catalogFingerprint(run: Pick<KongRun, "image" | "plugins" | "env
  */
 export async function imageIdOf(run: KongRun): Promise<string | undefined> {
     if (process.env.KONG_UPGRADE_KONG_COMMAND) return undefined;
-    const r = await docker(["image", "inspect", "-f", "{{.Id}}", run.image], {}, 60, run.docker);
-    return r.code === 0 ? r.stdout.trim() || undefined : undefined;
+    return imageId(run.image, run.docker);
 }
 
 /** The catalog in a `kong migrations status` result: every name it classified, whatever the class. */
