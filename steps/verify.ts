@@ -14,12 +14,13 @@ type Verify = Extract<StepSpec, { step: "verify" }>;
 
 /**
  * Waits until the node's /status says database.reachable: true (Kong answers 200 either way,
- * kong-facts §3.4), noticed within 100 ms: Y's nodes are created without Docker's wait.
+ * kong-facts §3.4), noticed within 50 ms: Y's nodes are created without Docker's wait, and the
+ * moment Y answers closes the downtime window.
  */
 async function waitForStatus(node: NodeRef, deadline: number): Promise<void> {
     await untilAnswers(`${node.statusUrl}/status`, deadline, databaseReachable, (last) => `${node.container}: ${node.statusUrl}/status not ready in time (${last}); see docker logs ${node.container}`,
     // A node that exits at start-up (a bad setting) fails verify within a second, with Kong's output.
-    { alive: startingWatch(node.container, node.docker) });
+    { alive: startingWatch(node.container, node.docker), everyMs: 50 });
 }
 
 /** Entity counts the verify compares with: the snapshot's (upgrade) or the restored snapshot's (rollback). */

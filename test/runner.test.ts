@@ -12,6 +12,9 @@ import { LineFramer, REQUEST_MAGIC, parseRequest } from "../steps/runner";
 import { TestServer, startPostgres } from "./helpers/postgres";
 import { ROOT, kongRun, runStep } from "./helpers/steps";
 import { StepSpec } from "../steps/lib/spec";
+import { Client } from "pg";
+import * as db from "../steps/lib/db";
+import { SchemaMetaReads } from "../steps/migrations";
 
 describe("the runner's request and frames", () => {
     const req = (env: string[], head = `${REQUEST_MAGIC}\ntok\nmigrations\n/work\n`) => Buffer.concat([Buffer.from(head), ...env.map((e) => Buffer.from(`${e}\0`)), Buffer.from("\0")]);
@@ -247,6 +250,70 @@ describe("the runner's life", () => {
             assert.doesNotMatch(r.stderr, /started the step runner/);
         } finally {
             await stopRunner(dir);
+        }
+    });
+});
+
+describe("connections kept between reads and between steps", () => {
+    let server: TestServer;
+    before(async () => { server = await startPostgres(); });
+    after(async () => { await server?.stop(); });
+
+    const pidOf = async (c: { query: (q: string) => Promise<{ rows: Array<{ pid: number }> }> }) => (await c.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+    const terminate = async (pid: number) => {
+        const admin = await server.admin();
+        try { await admin.query("SELECT pg_terminate_backend($1)", [pid]); } finally { await admin.end(); }
+    };
+
+    it("a step takes the connection prepared for it only when it is to the same database, role and password, and answers", async () => {
+        const t = await server.kongDatabase("prepared");
+        const other = await server.kongDatabase("prepared-other");
+        const cases: Array<{ name: string; prepare: () => void; connectTo: () => Promise<Client>; takes: boolean; kill?: boolean }> = [
+            { name: "same target", prepare: () => db.prepareConnection({ db: t.db, password: t.password, database: t.db.database }), connectTo: () => db.connect(t.db, t.password), takes: true },
+            { name: "another database", prepare: () => db.prepareConnection({ db: t.db, password: t.password, database: t.db.database }), connectTo: () => db.connect(other.db, other.password), takes: false },
+            { name: "the server ended it meanwhile", prepare: () => db.prepareConnection({ db: t.db, password: t.password, database: t.db.database }), connectTo: () => db.connect(t.db, t.password), takes: false, kill: true },
+        ];
+        for (const c of cases) {
+            c.prepare();
+            // The prepared connection's server process, seen from the server: the newest one of the role.
+            await new Promise((r) => setTimeout(r, 300));
+            const admin = await server.admin();
+            const prepared = (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE usename = $1 ORDER BY backend_start DESC LIMIT 1", [t.db.user])).rows[0]?.pid;
+            await admin.end();
+            assert.ok(prepared, `${c.name}: a connection was prepared`);
+            if (c.kill) await terminate(prepared);
+            const got = await c.connectTo();
+            try {
+                assert.equal((await pidOf(got)) === prepared, c.takes, c.name);
+                assert.equal((await got.query("SELECT 1 AS one")).rows[0].one, 1, `${c.name}: the connection works`);
+            } finally {
+                await got.end();
+            }
+            // A prepared connection not taken is closed after its time; this one may stay until the process ends.
+        }
+    });
+
+    it("the read after the command reads on a new connection when the one kept since the read before was ended", async () => {
+        const t = await server.kongDatabase("held");
+        const spec = { step: "migrations" as const, phase: "up" as const, db: t.db, kong: kongRun(t.db, "3.5.0") };
+        const saved = process.env.KONG_PG_PASSWORD;
+        process.env.KONG_PG_PASSWORD = t.password;
+        const reads = new SchemaMetaReads(spec, 500);
+        try {
+            assert.equal(await reads.read(), undefined); // no schema_meta: needs bootstrap
+            const admin = await server.admin();
+            await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, [t.db.user]);
+            await admin.end();
+            // Created by Kong's role on its database after the kill: the read after must see it.
+            const c = await db.connect(t.db, t.password);
+            await c.query("CREATE TABLE schema_meta (key text, subsystem text, last_executed text, executed text[], pending text[], PRIMARY KEY (key, subsystem))");
+            await c.query("INSERT INTO schema_meta VALUES ('schema_meta', 'core', '000_base', '{000_base}', '{}')");
+            await c.end();
+            const rows = await reads.read();
+            assert.deepEqual(rows?.map((r) => r.subsystem), ["core"]);
+        } finally {
+            reads.close();
+            process.env.KONG_PG_PASSWORD = saved;
         }
     });
 });
