@@ -50,12 +50,14 @@ for name in $(compgen -e); do entries+=("$name=${!name}"); done
     printf '\0'
 } >&3
 
-# Frames: 1<line> stdout, 2<line> stderr, x<status> the end.
+# Frames: 1<line> stdout, 2<line> stderr, x<status> the end; d: no worker took the step (none
+# ready in time, or the runner is leaving), nothing of it ran: run it directly.
 while IFS= read -r line <&3 || [ -n "$line" ]; do
     case $line in
         1*) printf '%s\n' "${line:1}" ;;
         2*) printf '%s\n' "${line:1}" >&2 ;;
         x*) exit "${line:1}" ;;
+        d) exec 3<&-; direct ;;
     esac
     line=
 done

@@ -39,6 +39,8 @@ const SPARES = 2;
 /** The request a client sends after the runner's proof: this line, its token, step, cwd, then the environment. */
 export const REQUEST_MAGIC = "kong-upgrade-step 1";
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+/** A step waits this long for a worker (all busy, or still loading); then its client runs it directly. */
+const WORKER_WAIT_MS = 5000;
 
 /** Messages between the runner and a worker (IPC). */
 export type ToWorker = { job: { step: string; cwd: string; env: Record<string, string> } } | { prepare: ConnectTarget; cwd: string };
@@ -125,7 +127,7 @@ async function serve(dir: string): Promise<void> {
     const token = randomBytes(24).toString("hex");
     const mainJs = path.join(dir, "main.js");
     const spares: ChildProcess[] = [];
-    const waiting: Array<(w: ChildProcess) => void> = [];
+    const waiting: Array<(w: ChildProcess | undefined) => void> = [];
     const all = new Set<ChildProcess>();
     let busy = 0;
     let starting = 0;
@@ -137,6 +139,7 @@ async function serve(dir: string): Promise<void> {
         closing = true;
         log(dir, `exits: ${why}`);
         for (const w of spares) w.kill("SIGKILL");
+        for (const waiter of waiting.splice(0)) waiter(undefined);
         server.close();
         if (ours()) fs.rmSync(infoFile, { force: true });
         leaveWhenDone();
@@ -163,34 +166,53 @@ async function serve(dir: string): Promise<void> {
         }
         all.add(w);
         starting += 1;
+        let ready = false;
+        // A worker that cannot be started or written to ends in "exit"; the error itself must not end the runner.
+        w.on("error", (e) => log(dir, `worker ${w.pid ?? "(not started)"}: ${e.message}`));
         w.on("exit", () => {
             all.delete(w);
+            if (!ready) starting -= 1;
             const i = spares.indexOf(w);
-            if (i >= 0) {
-                spares.splice(i, 1);
-                // A spare that died before any step: the build is gone or broken. Direct runs still work.
-                shutdown("a spare worker exited before it was given a step");
-            }
+            if (i >= 0) spares.splice(i, 1);
+            // A worker that died before any step: the build is gone or broken. Its steps run directly.
+            if (!ready || i >= 0) shutdown("a worker exited before it was given a step");
         });
         w.once("message", (m: FromWorker) => {
             if (!("ready" in m)) return;
+            ready = true;
             starting -= 1;
+            if (pendingPrepare) {
+                w.send(pendingPrepare);
+                pendingPrepare = undefined;
+            }
             const next = waiting.shift();
             if (next) next(w); else spares.push(w);
         });
+    };
+
+    /** The spare next in line prepares the connection; with none ready yet, the first that gets ready. */
+    let pendingPrepare: ToWorker | undefined;
+    const prepareNext = (m: ToWorker) => {
+        if (spares[0]) spares[0].send(m);
+        else pendingPrepare = m;
     };
 
     /** Spares back to SPARES (and one per waiting step). Forking blocks this process ~10 ms: after a job is handed over. */
     const replenish = () => {
         while (spares.length + starting < SPARES + waiting.length && !closing) spawnSpare();
     };
-    const take = () => new Promise<ChildProcess>((resolve) => {
+    /** A spare for a step; undefined when none is ready within WORKER_WAIT_MS or the runner is leaving. */
+    const take = () => new Promise<ChildProcess | undefined>((resolve) => {
         const w = spares.shift();
-        if (w) resolve(w);
-        else {
-            waiting.push(resolve);
-            replenish();
-        }
+        if (w) return resolve(w);
+        if (closing) return resolve(undefined);
+        const waiter = (x: ChildProcess | undefined) => { clearTimeout(timer); resolve(x); };
+        const timer = setTimeout(() => {
+            waiting.splice(waiting.indexOf(waiter), 1);
+            resolve(undefined);
+        }, WORKER_WAIT_MS);
+        waiting.push(waiter);
+        replenish();
     });
 
     const handle = (socket: net.Socket) => {
@@ -223,9 +245,11 @@ async function serve(dir: string): Promise<void> {
         busy += 1;
         idle();
         const w = await take();
-        if (socket.destroyed) {
-            // The client left while it waited for a worker: the worker stays a spare.
-            spares.push(w);
+        if (!w || socket.destroyed) {
+            // No worker (none started in time, or the runner is leaving): nothing of the step ran,
+            // so its client runs it directly. A client that left meanwhile: the worker stays a spare.
+            if (w) spares.push(w);
+            else socket.end("d\n");
             busy -= 1;
             idle();
             leaveWhenDone();
@@ -259,7 +283,7 @@ async function serve(dir: string): Promise<void> {
                 end(m.exit);
                 // The next step most likely starts where this one did (the next migration step's
                 // gate read): the next spare connects there while that step is being started.
-                if (m.connected && spares[0]) spares[0].send({ prepare: m.connected, cwd: req.cwd } satisfies ToWorker);
+                if (m.connected) prepareNext({ prepare: m.connected, cwd: req.cwd });
             }
         });
         w.once("exit", (code, signal) => {
@@ -293,6 +317,10 @@ async function serve(dir: string): Promise<void> {
     setTimeout(() => { if (!ours()) shutdown("another runner took this build"); }, 1000).unref();
     setInterval(() => { if (!fs.existsSync(mainJs) || !ours()) shutdown("its build or its runner.info is gone"); }, 30_000).unref();
     process.on("SIGTERM", () => shutdown("SIGTERM"));
+    // A fault of the runner's own must not end it: its end would end every step running in its
+    // workers (each kills itself when its runner is gone). It is logged; new steps still start.
+    process.on("uncaughtException", (e) => log(dir, `error: ${e.stack ?? e.message}`));
+    process.on("unhandledRejection", (e) => log(dir, `error: ${e instanceof Error ? e.stack ?? e.message : String(e)}`));
     process.on("SIGINT", () => shutdown("SIGINT"));
 }
 

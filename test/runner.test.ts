@@ -233,6 +233,27 @@ describe("the runner's life", () => {
         }
     });
 
+    it("a step that no worker takes in time runs directly, and nothing of it runs twice", async () => {
+        const dir = privateBuild();
+        try {
+            // Workers that never get ready: one module a worker loads (and this step does not) blocks.
+            writeFileSync(path.join(dir, "steps", "canary.js"), "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000);\n");
+            const kong = fakeKong(dir, "counted", "echo ran >> '" + path.join(dir, "runs") + "'; exit 3");
+            await warm(dir);
+            const t = Date.now();
+            const r = await runStep(bootstrapSpec(), { password: "unused", argv: client(dir, "bootstrap"), env: { KONG_UPGRADE_KONG_COMMAND: kong.command } });
+            const seconds = (Date.now() - t) / 1000;
+            assert.equal(r.code, 1); // the fake kong fails the bootstrap: what matters is who ran it, and how often
+            assert.match(r.stderr, /kong migrations bootstrap failed/);
+            assert.ok(seconds >= 4.5 && seconds < 30, `waited ${seconds}s for a worker, then ran directly`);
+            assert.doesNotMatch(runnerLog(dir), /step bootstrap in worker/);
+            // `list` (needs bootstrap), then bootstrap: once each, by the direct run alone.
+            assert.equal(readFileSync(path.join(dir, "runs"), "utf8"), "ran\nran\n");
+        } finally {
+            await stopRunner(dir);
+        }
+    });
+
     it("two runners started at once: one stays, and it answers", async () => {
         const dir = privateBuild();
         try {
