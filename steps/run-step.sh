@@ -24,7 +24,7 @@ start_runner() {
     printf '[%s] started the step runner for the steps after this one (%s/runner.log)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$dir" >&2
 }
 
-if ! { [ -r "$dir/runner.info" ] && read -r port proof token _ <"$dir/runner.info"; } 2>/dev/null; then
+if ! { [ -r "$dir/runner.info" ] && read -r port hello proof _ <"$dir/runner.info"; } 2>/dev/null; then
     start_runner
     direct
 fi
@@ -34,8 +34,10 @@ if ! { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
     start_runner
     direct
 fi
-# The runner proves itself before anything is sent: whatever else holds the port learns nothing.
-if ! read -r -t 2 hello <&3 || [ "$hello" != "$proof" ]; then
+# Hello, then the runner's proof, before the environment is sent: whatever else holds the port
+# (this build's runner gone, runner.info left behind) learns only a hello no runner answers any more.
+printf '%s\n' "$hello" >&3
+if ! read -r -t 2 answer <&3 || [ "$answer" != "$proof" ]; then
     exec 3<&-
     direct
 fi
@@ -45,7 +47,7 @@ fi
 entries=()
 for name in $(compgen -e); do entries+=("$name=${!name}"); done
 {
-    printf 'kong-upgrade-step 1\n%s\n%s\n%s\n' "$token" "$step" "$PWD"
+    printf 'kong-upgrade-step 1\n%s\n%s\n' "$step" "$PWD"
     printf '%s\0' "${entries[@]}"
     printf '\0'
 } >&3

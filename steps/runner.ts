@@ -13,9 +13,9 @@
 //   working folder are the step's own. A client that goes away (Pulumi cancelled, the Command
 //   killed) takes its worker with it (SIGKILL, as a killed step program), so no step outlives its
 //   Command and a rerun never runs beside the step it replaces.
-// - Secrets: the environment travels over a loopback connection to this runner only. The runner
-//   proves itself first with a value from runner.info (mode 0600, in the build folder, 0700), and
-//   the client proves itself with another; nothing of the environment is logged.
+// - Secrets: the environment travels over a loopback connection to this runner only. The client
+//   says hello with a value from runner.info (mode 0600, in the build folder, 0700), the runner
+//   answers with another, and only then is the environment sent; nothing of it is logged.
 // - Nothing depends on it: a client that finds no runner, or one that does not prove itself in
 //   2 s, runs the step directly (run-step.sh). KONG_UPGRADE_STEP_RUNNER=off runs every step directly.
 //
@@ -36,7 +36,7 @@ export const RUNNER_FILES = { info: "runner.info", log: "runner.log" } as const;
 export const RUNNER_IDLE_MS = 15 * 60_000;
 /** Workers kept loaded and waiting: two, so that parallel steps (nodes' status) rarely wait for one. */
 const SPARES = 2;
-/** The request a client sends after the runner's proof: this line, its token, step, cwd, then the environment. */
+/** The request a client sends after the runner's proof: this line, the step, its cwd, then the environment. */
 export const REQUEST_MAGIC = "kong-upgrade-step 1";
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 /** A step waits this long for a worker (all busy, or still loading); then its client runs it directly. */
@@ -46,16 +46,16 @@ const WORKER_WAIT_MS = 5000;
 export type ToWorker = { job: { step: string; cwd: string; env: Record<string, string> } } | { prepare: ConnectTarget; cwd: string };
 export type FromWorker = { ready: true } | { out: 1 | 2; data: string } | { exit: number; connected?: ConnectTarget };
 
-export interface Request { token: string; step: string; cwd: string; env: Record<string, string> }
+export interface Request { step: string; cwd: string; env: Record<string, string> }
 
 /**
- * Parses a client's request: four lines, then NUL-terminated NAME=value entries, then an empty
+ * Parses a client's request: three lines, then NUL-terminated NAME=value entries, then an empty
  * entry. Undefined while incomplete; throws when it is not a request.
  */
 export function parseRequest(buf: Buffer): Request | undefined {
     let at = 0;
     const lines: string[] = [];
-    while (lines.length < 4) {
+    while (lines.length < 3) {
         const nl = buf.indexOf(0x0a, at);
         if (nl < 0) return undefined;
         lines.push(buf.subarray(at, nl).toString("utf8"));
@@ -73,7 +73,7 @@ export function parseRequest(buf: Buffer): Request | undefined {
         if (eq <= 0) throw new Error("malformed environment entry");
         env[entry.slice(0, eq)] = entry.slice(eq + 1);
     }
-    return { token: lines[1], step: lines[2], cwd: lines[3], env };
+    return { step: lines[1], cwd: lines[2], env };
 }
 
 /** Splits a stream's text into complete lines for the client's frames; keeps the rest. */
@@ -100,21 +100,27 @@ function log(dir: string, line: string): void {
     } catch { /* the log is a convenience */ }
 }
 
-/** Whether a runner answers at the port runner.info names, with that file's proof (1 s at most). */
-function runnerAnswers(infoFile: string): Promise<boolean> {
-    let port: number;
-    let proof: string;
+/** runner.info: `<port> <hello> <proof> <pid>`. */
+export function readInfo(file: string): { port: number; hello: string; proof: string; pid: number } | undefined {
     try {
-        [port, proof] = ((s) => [Number(s[0]), s[1]] as [number, string])(fs.readFileSync(infoFile, "utf8").trim().split(" "));
+        const [port, hello, proof, pid] = fs.readFileSync(file, "utf8").trim().split(" ");
+        return hello && proof ? { port: Number(port), hello, proof, pid: Number(pid) } : undefined;
     } catch {
-        return Promise.resolve(false);
+        return undefined;
     }
+}
+
+/** Whether a runner answers at the port runner.info names, as that file says it will (1 s at most). */
+function runnerAnswers(infoFile: string): Promise<boolean> {
+    const info = readInfo(infoFile);
+    if (!info) return Promise.resolve(false);
     return new Promise((resolve) => {
-        const s = net.connect(port, "127.0.0.1");
+        const s = net.connect(info.port, "127.0.0.1", () => s.write(`${info.hello}\n`));
         const done = (ok: boolean) => { s.destroy(); resolve(ok); };
         s.setTimeout(1000, () => done(false));
         s.on("error", () => done(false));
-        s.on("data", (d) => done(d.toString().split("\n")[0] === proof));
+        s.on("data", (d) => done(d.toString().split("\n")[0] === info.proof));
+        s.on("end", () => done(false));
     });
 }
 
@@ -123,8 +129,12 @@ async function serve(dir: string): Promise<void> {
     const idleMs = Number(process.env.KONG_UPGRADE_STEP_RUNNER_IDLE_SECONDS ?? 0) * 1000 || RUNNER_IDLE_MS;
     // One runner per build: a second one started meanwhile (two steps found none at once) leaves.
     if (await runnerAnswers(infoFile)) return;
+    // The client says hello (which only the owner of runner.info knows); only then does the runner
+    // show its proof, and only then does the client send its environment. Whoever else connects
+    // learns nothing; whoever holds the port after this runner is gone (runner.info left behind)
+    // learns a hello that no runner answers any more, and the client runs its step directly.
+    const hello = randomBytes(24).toString("hex");
     const proof = randomBytes(24).toString("hex");
-    const token = randomBytes(24).toString("hex");
     const mainJs = path.join(dir, "main.js");
     const spares: ChildProcess[] = [];
     const waiting: Array<(w: ChildProcess | undefined) => void> = [];
@@ -218,16 +228,24 @@ async function serve(dir: string): Promise<void> {
     const handle = (socket: net.Socket) => {
         socket.setNoDelay(true);
         socket.on("error", () => undefined);
-        socket.write(`${proof}\n`);
         let buf = Buffer.alloc(0);
+        let greeted = false;
         const timer = setTimeout(() => socket.destroy(), 10_000);
         const onData = (d: Buffer) => {
             buf = Buffer.concat([buf, d]);
             let req: Request | undefined;
             try {
                 if (buf.length > MAX_REQUEST_BYTES) throw new Error("request too large");
+                if (!greeted) {
+                    const nl = buf.indexOf(0x0a);
+                    if (nl < 0) return;
+                    if (!equal(buf.subarray(0, nl).toString("utf8"), hello)) throw new Error("not a client of this runner");
+                    greeted = true;
+                    buf = buf.subarray(nl + 1);
+                    socket.write(`${proof}\n`);
+                }
                 // A whole request ends with the empty entry's NUL.
-                req = buf[buf.length - 1] === 0 ? parseRequest(buf) : undefined;
+                req = buf.length > 0 && buf[buf.length - 1] === 0 ? parseRequest(buf) : undefined;
             } catch {
                 socket.destroy();
                 return;
@@ -235,7 +253,6 @@ async function serve(dir: string): Promise<void> {
             if (!req) return;
             socket.off("data", onData);
             clearTimeout(timer);
-            if (!equal(req.token, token)) { socket.destroy(); return; }
             void runJob(socket, req);
         };
         socket.on("data", onData);
@@ -281,9 +298,11 @@ async function serve(dir: string): Promise<void> {
             if ("out" in m) (m.out === 1 ? out : err).push(m.data);
             else if ("exit" in m) {
                 end(m.exit);
-                // The next step most likely starts where this one did (the next migration step's
-                // gate read): the next spare connects there while that step is being started.
-                if (m.connected) prepareNext({ prepare: m.connected, cwd: req.cwd });
+                // After a migration step the next step starts where it did (the next migration
+                // step's gate read, or verify's): the next spare connects there while that step is
+                // being started. Only then: a step that needs the database to itself (a snapshot's
+                // template copy, a restore's rename) must never meet a session of ours.
+                if (m.connected && req.step === "migrations") prepareNext({ prepare: m.connected, cwd: req.cwd });
             }
         });
         w.once("exit", (code, signal) => {
@@ -307,7 +326,7 @@ async function serve(dir: string): Promise<void> {
     });
     const port = (server.address() as net.AddressInfo).port;
     const tmp = `${infoFile}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, `${port} ${proof} ${token} ${process.pid}\n`, { mode: 0o600 });
+    fs.writeFileSync(tmp, `${port} ${hello} ${proof} ${process.pid}\n`, { mode: 0o600 });
     fs.renameSync(tmp, infoFile);
     log(dir, `listens on 127.0.0.1:${port}`);
     for (let i = 0; i < SPARES; i++) spawnSpare();
@@ -328,13 +347,13 @@ async function serve(dir: string): Promise<void> {
 function work(): void {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     const main = require("./main") as typeof import("./main");
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const db = require("./lib/db") as typeof import("./lib/db");
     for (const m of ["./bootstrap", "./preflight", "./cluster", "./snapshot", "./migrations", "./restore", "./verify", "./hybrid", "./password", "./canary"]) require(m);
-    void warmUp().finally(() => send({ ready: true }));
     const send = (m: FromWorker) => { if (process.connected) process.send?.(m); };
     // The runner gone: before a step, nothing will come; during one, its client's connection went
     // with the runner, so the step goes too, as a killed step program.
     process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
-    const db = require("./lib/db") as typeof import("./lib/db");
     let given = false;
     process.on("message", (m: ToWorker) => {
         if ("prepare" in m) {
@@ -348,25 +367,31 @@ function work(): void {
         if (given) return; // one step per worker
         given = true;
         const { step, cwd, env } = m.job;
-        for (const k of Object.keys(process.env)) delete process.env[k];
-        Object.assign(process.env, env);
-        process.chdir(cwd);
-        process.argv = [process.execPath, path.join(__dirname, "main.js"), step];
-        markRunByRunner();
-        const forward = (stream: 1 | 2) => ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-            send({ out: stream, data: typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8") });
-            const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
-            cb?.();
-            return true;
-        }) as typeof process.stdout.write;
-        process.stdout.write = forward(1);
-        process.stderr.write = forward(2);
-        void main.runStepProgram(step).then((code) => {
+        // Only a migration step or verify starts with the prepared connection; any other step
+        // starts once it is closed (a step that checks the database's sessions must see none of ours).
+        const prepared = step === "migrations" || step === "verify" ? Promise.resolve() : db.dropPreparedConnection();
+        void prepared.then(() => {
+            for (const k of Object.keys(process.env)) delete process.env[k];
+            Object.assign(process.env, env);
+            process.chdir(cwd);
+            process.argv = [process.execPath, path.join(__dirname, "main.js"), step];
+            markRunByRunner();
+            const forward = (stream: 1 | 2) => ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+                send({ out: stream, data: typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8") });
+                const cb = rest.find((r) => typeof r === "function") as (() => void) | undefined;
+                cb?.();
+                return true;
+            }) as typeof process.stdout.write;
+            process.stdout.write = forward(1);
+            process.stderr.write = forward(2);
+            return main.runStepProgram(step);
+        }).then((code) => {
             // What a step does at its exit (the crash test's count) is done before its status is sent.
             flushCrashCount();
             process.send?.({ exit: code, connected: code === 0 ? db.lastConnectTarget() : undefined } satisfies FromWorker, () => process.exit(code));
         });
     });
+    void warmUp().finally(() => send({ ready: true }));
 }
 
 /**

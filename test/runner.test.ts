@@ -8,21 +8,24 @@ import * as net from "net";
 import * as path from "path";
 import { after, before, describe, it } from "node:test";
 import { ensureStepPrograms } from "../components/stepbuild";
-import { LineFramer, REQUEST_MAGIC, parseRequest } from "../steps/runner";
+import { LineFramer, REQUEST_MAGIC, parseRequest, readInfo } from "../steps/runner";
 import { TestServer, startPostgres } from "./helpers/postgres";
-import { ROOT, kongRun, runStep } from "./helpers/steps";
+import { ROOT, STANDIN, kongRun, runStep } from "./helpers/steps";
+import { spawnSync } from "child_process";
+import { catalogFingerprint, catalogFromStatus } from "../steps/lib/migrationstate";
+import { CATALOG_ENV } from "../steps/lib/spec";
 import { StepSpec } from "../steps/lib/spec";
 import { Client } from "pg";
 import * as db from "../steps/lib/db";
 import { SchemaMetaReads } from "../steps/migrations";
 
 describe("the runner's request and frames", () => {
-    const req = (env: string[], head = `${REQUEST_MAGIC}\ntok\nmigrations\n/work\n`) => Buffer.concat([Buffer.from(head), ...env.map((e) => Buffer.from(`${e}\0`)), Buffer.from("\0")]);
+    const req = (env: string[], head = `${REQUEST_MAGIC}\nmigrations\n/work\n`) => Buffer.concat([Buffer.from(head), ...env.map((e) => Buffer.from(`${e}\0`)), Buffer.from("\0")]);
     const cases: Array<{ name: string; buf: Buffer; want: ReturnType<typeof parseRequest> | "throws" }> = [
-        { name: "whole", buf: req(["A=1", "B=x=y"]), want: { token: "tok", step: "migrations", cwd: "/work", env: { A: "1", B: "x=y" } } },
-        { name: "a value over several lines, quotes and $", buf: req(["SPEC={\n  \"a\": '$x'\n}"]), want: { token: "tok", step: "migrations", cwd: "/work", env: { SPEC: "{\n  \"a\": '$x'\n}" } } },
-        { name: "an empty value", buf: req(["E="]), want: { token: "tok", step: "migrations", cwd: "/work", env: { E: "" } } },
-        { name: "lines not all there yet", buf: Buffer.from(`${REQUEST_MAGIC}\ntok\n`), want: undefined },
+        { name: "whole", buf: req(["A=1", "B=x=y"]), want: { step: "migrations", cwd: "/work", env: { A: "1", B: "x=y" } } },
+        { name: "a value over several lines, quotes and $", buf: req(["SPEC={\n  \"a\": '$x'\n}"]), want: { step: "migrations", cwd: "/work", env: { SPEC: "{\n  \"a\": '$x'\n}" } } },
+        { name: "an empty value", buf: req(["E="]), want: { step: "migrations", cwd: "/work", env: { E: "" } } },
+        { name: "lines not all there yet", buf: Buffer.from(`${REQUEST_MAGIC}\nmigrations\n`), want: undefined },
         { name: "environment not ended yet", buf: req(["A=1"]).subarray(0, -1), want: undefined },
         { name: "not a request", buf: req([], "GET / HTTP/1.1\nHost: x\n\n\n"), want: "throws" },
         { name: "an entry without a name", buf: req(["=1"]), want: "throws" },
@@ -59,7 +62,7 @@ const client = (dir: string, step: string) => ["/bin/sh", "-c", `exec bash ${pat
 const direct = (dir: string, step: string) => [process.execPath, path.join(dir, "steps", "main.js"), step];
 const info = (dir: string) => path.join(dir, "steps", "runner.info");
 const runnerLog = (dir: string) => { try { return readFileSync(path.join(dir, "steps", "runner.log"), "utf8"); } catch { return ""; } };
-const runnerPid = (dir: string) => { try { return Number(readFileSync(info(dir), "utf8").trim().split(" ")[3]); } catch { return undefined; } };
+const runnerPid = (dir: string) => readInfo(info(dir))?.pid;
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 async function until(what: string | (() => string), cond: () => boolean, ms = 15_000): Promise<void> {
@@ -148,6 +151,40 @@ describe("a step through the runner is the step run directly", () => {
         assert.doesNotMatch(runnerLog(dir), /pw-kong_runner/, "no password in the runner's log");
     });
 
+    it("after a migration step the next worker connects ahead, and a step other than migrations or verify meets no session of ours", async () => {
+        const t = await server.kongDatabase("runner-prepared");
+        const kong = (version: string, args: string[]) => spawnSync(STANDIN, args, {
+            env: { ...process.env, KONG_VERSION: version, KONG_PLUGINS: "bundled", KONG_PG_HOST: t.db.host, KONG_PG_PORT: String(t.db.port),
+                KONG_PG_USER: t.db.user, KONG_PG_PASSWORD: t.password, KONG_PG_DATABASE: t.db.database },
+            encoding: "utf8",
+        });
+        assert.equal(kong("3.4.3", ["migrations", "bootstrap"]).status, 0);
+        const status = kong("3.5.0", ["migrations", "status"]);
+        const subsystems = catalogFromStatus(JSON.parse(status.stdout.split("\n").find((l) => l.startsWith("{"))!) as Record<string, unknown>);
+        const catalogs = JSON.stringify({ catalogs: [{ version: "3.5.0", fingerprint: catalogFingerprint(kongRun(t.db, "3.5.0")), subsystems }] });
+        const ours = async () => {
+            const admin = await server.admin();
+            try {
+                return (await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'kong-upgrade'", [t.db.database])).rows[0].n as number;
+            } finally {
+                await admin.end();
+            }
+        };
+        const up = await runStep({ step: "migrations", phase: "up", db: t.db, kong: kongRun(t.db, "3.5.0") },
+            { ...t, argv: client(dir, "migrations"), env: { [CATALOG_ENV]: catalogs } });
+        assert.equal(up.code, 0, up.stderr);
+        let seen = 0;
+        for (let i = 0; i < 40 && seen === 0; i++) { seen = await ours(); await new Promise((r) => setTimeout(r, 50)); }
+        assert.equal(seen, 1, "one connection prepared for the next step");
+        // A step that is not a migration step: the prepared connection is closed before it runs.
+        // (bootstrap, whose `kong` here waits: the sessions are looked at while it runs.)
+        const waiting = fakeKong(dir, "waiting", "sleep 3; exit 3");
+        const other = runStep(bootstrapSpec(), { password: "unused", argv: client(dir, "bootstrap"), env: { KONG_UPGRADE_KONG_COMMAND: waiting.command } });
+        await until("the other step running", () => existsSync(waiting.out));
+        assert.equal(await ours(), 0, "no session of ours on the database while another step runs");
+        await other;
+    });
+
     it("gives the step its environment and working folder exactly", async () => {
         const kong = fakeKong(dir, "env", "exit 3");
         const value = "a=b\nsecond line 'single' \"double\" $HOME `x` \\ \t end";
@@ -184,23 +221,33 @@ describe("a step through the runner is the step run directly", () => {
         await until(() => `logged:\n${runnerLog(dir)}`, () => new RegExp(`worker ${worker}: exit 137 .*its client went away`).test(runnerLog(dir)), 5000);
     });
 
-    it("an impostor on the runner's port learns nothing, and the step runs directly", async () => {
+    it("whoever connects learns nothing, and whoever holds a gone runner's port learns only a hello no runner answers", async () => {
+        const real = readInfo(info(dir))!;
+        // A connection to the live runner that does not say its hello: nothing comes back.
+        const heard = await new Promise<string>((resolve) => {
+            const s = net.connect(real.port, "127.0.0.1", () => s.write("hello?\n"));
+            let got = "";
+            s.on("data", (d) => { got += d.toString(); });
+            s.on("close", () => resolve(got));
+            s.on("error", () => undefined);
+        });
+        assert.equal(heard, "");
+        // The port held by someone else, runner.info left behind (a runner killed with -9, a reboot).
         const received: Buffer[] = [];
         const impostor = net.createServer((s) => {
             s.on("data", (d) => received.push(d));
-            s.write("not-the-proof\n");
+            s.write(`${"0".repeat(48)}\n`);
         });
         await new Promise<void>((r) => impostor.listen(0, "127.0.0.1", () => r()));
-        const real = readFileSync(info(dir), "utf8");
-        const [, proof, token, pid] = real.trim().split(" ");
+        const saved = readFileSync(info(dir), "utf8");
         try {
-            writeFileSync(info(dir), `${(impostor.address() as net.AddressInfo).port} ${proof} ${token} ${pid}\n`);
+            writeFileSync(info(dir), `${(impostor.address() as net.AddressInfo).port} ${real.hello} ${real.proof} ${real.pid}\n`);
             const r = await runStep({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }, { password: "secret-never-sent", argv: client(dir, "stop") });
             assert.equal(r.code, 0, r.stderr);
-            assert.ok(r.result);
-            assert.equal(Buffer.concat(received).length, 0, "the impostor received nothing");
+            assert.ok(r.result, "the step ran directly");
+            assert.equal(Buffer.concat(received).toString(), `${real.hello}\n`, "the impostor got the hello alone: no step, no environment");
         } finally {
-            writeFileSync(info(dir), real);
+            writeFileSync(info(dir), saved);
             impostor.close();
         }
     });

@@ -72,6 +72,17 @@ export function prepareConnection(t: ConnectTarget, keepMs = 60_000): void {
     prepared = { key: targetKey(t), client, timer };
 }
 
+/** Closes the prepared connection, if any, and resolves once the server has let it go (1 s at most). */
+export async function dropPreparedConnection(): Promise<void> {
+    const p = prepared;
+    prepared = undefined;
+    if (!p) return;
+    clearTimeout(p.timer);
+    const c = await p.client.catch(() => undefined);
+    if (!c) return;
+    await Promise.race([c.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+}
+
 /** The prepared connection, when it is to this target and answers within a second. */
 async function takePrepared(t: ConnectTarget): Promise<Client | undefined> {
     if (!prepared || prepared.key !== targetKey(t)) return undefined;
