@@ -53,7 +53,8 @@ for name in $(compgen -e); do entries+=("$name=${!name}"); done
 } >&3
 
 # Frames: 1<line> stdout, 2<line> stderr, x<status> the end; d: no worker took the step (none
-# ready in time, or the runner is leaving), nothing of it ran: run it directly.
+# ready in time, or the runner is leaving), nothing of it ran: run it directly. (a: the runner
+# acknowledging part of the request, so that the rest is sent at once: nothing to do.)
 while IFS= read -r line <&3 || [ -n "$line" ]; do
     case $line in
         1*) printf '%s\n' "${line:1}" ;;

@@ -246,6 +246,11 @@ async function serve(dir: string): Promise<void> {
                 }
                 // A whole request ends with the empty entry's NUL.
                 req = buf.length > 0 && buf[buf.length - 1] === 0 ? parseRequest(buf) : undefined;
+                // Not all there yet: answer at once, so that the client's system sends the rest now.
+                // Bash writes a request in several writes; Nagle's algorithm holds each small one
+                // until the last is acknowledged, and a receiver that sends nothing acknowledges
+                // only after its delayed-ACK timer (40 ms on Linux): 40 ms per step, measured.
+                if (!req && greeted) socket.write("a\n");
             } catch {
                 socket.destroy();
                 return;
