@@ -82,7 +82,9 @@ export function stepArgv(step: string): string[] {
 export function stepCommandLine(step: string, hasBash = bashOnPath()): string {
     if (!hasBash) return stepArgv(step).join(" ");
     ensureStepPrograms();
-    return `exec bash ${STEP_RUNNER_CLIENT} ${step}`;
+    // No startup file of the user's (BASH_ENV) runs, and bash is not in POSIX mode (where a failed
+    // connection to the runner would end the client instead of running the step directly).
+    return `exec env -u BASH_ENV -u POSIXLY_CORRECT bash ${STEP_RUNNER_CLIENT} ${step}`;
 }
 
 function bashOnPath(): boolean {

@@ -20,7 +20,7 @@
 //   2 s, runs the step directly (run-step.sh). KONG_UPGRADE_STEP_RUNNER=off runs every step directly.
 //
 // The runner exits after RUNNER_IDLE_MS without a step, or when its build folder is gone.
-import { ChildProcess, fork } from "child_process";
+import { ChildProcess, fork, spawn } from "child_process";
 import { randomBytes, timingSafeEqual, webcrypto } from "crypto";
 import * as fs from "fs";
 import * as http from "http";
@@ -42,9 +42,20 @@ const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 /** A step waits this long for a worker (all busy, or still loading); then its client runs it directly. */
 const WORKER_WAIT_MS = 5000;
 
+/**
+ * Settings Node reads only when it starts. A worker has the runner's (those of the step that
+ * started it); a step whose own differ is run directly, where Node reads them.
+ */
+export const START_TIME_ENV = ["NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "NODE_ICU_DATA", "NODE_PATH", "UV_THREADPOOL_SIZE", "OPENSSL_CONF", "SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/** The start-time settings in which `env` differs from `mine` (a worker's). */
+export function startTimeDifferences(env: Record<string, string | undefined>, mine: Record<string, string | undefined>): string[] {
+    return START_TIME_ENV.filter((k) => (env[k] || undefined) !== (mine[k] || undefined));
+}
+
 /** Messages between the runner and a worker (IPC). */
 export type ToWorker = { job: { step: string; cwd: string; env: Record<string, string> } } | { prepare: ConnectTarget; cwd: string };
-export type FromWorker = { ready: true } | { out: 1 | 2; data: string } | { exit: number; connected?: ConnectTarget };
+export type FromWorker = { ready: true } | { started: true } | { out: 1 | 2; data: string } | { exit: number; connected?: ConnectTarget };
 
 export interface Request { step: string; cwd: string; env: Record<string, string> }
 
@@ -124,7 +135,17 @@ function runnerAnswers(infoFile: string): Promise<boolean> {
     });
 }
 
+/** Kills a worker and everything it started (its own process group). */
+function killGroup(w: ChildProcess): void {
+    try {
+        if (w.pid) process.kill(-w.pid, "SIGKILL");
+    } catch {
+        w.kill("SIGKILL");
+    }
+}
+
 async function serve(dir: string): Promise<void> {
+    const logFd = fs.openSync(path.join(dir, RUNNER_FILES.log), "a", 0o600);
     const infoFile = path.join(dir, RUNNER_FILES.info);
     const idleMs = Number(process.env.KONG_UPGRADE_STEP_RUNNER_IDLE_SECONDS ?? 0) * 1000 || RUNNER_IDLE_MS;
     // One runner per build: a second one started meanwhile (two steps found none at once) leaves.
@@ -139,6 +160,8 @@ async function serve(dir: string): Promise<void> {
     const spares: ChildProcess[] = [];
     const waiting: Array<(w: ChildProcess | undefined) => void> = [];
     const all = new Set<ChildProcess>();
+    /** Workers given a step: they end with it. */
+    const working = new Set<ChildProcess>();
     let busy = 0;
     let starting = 0;
     let idleTimer: NodeJS.Timeout | undefined;
@@ -148,7 +171,9 @@ async function serve(dir: string): Promise<void> {
         if (closing) return;
         closing = true;
         log(dir, `exits: ${why}`);
-        for (const w of spares) w.kill("SIGKILL");
+        // Every worker not running a step (spares, and those still loading) goes now.
+        spares.splice(0);
+        for (const w of all) if (!working.has(w)) killGroup(w);
         for (const waiter of waiting.splice(0)) waiter(undefined);
         server.close();
         if (ours()) fs.rmSync(infoFile, { force: true });
@@ -156,7 +181,7 @@ async function serve(dir: string): Promise<void> {
     };
     // Workers running a step finish it first: they belong to their clients, and a worker whose
     // runner is gone kills itself.
-    const leaveWhenDone = () => { if (closing && busy === 0) setTimeout(() => process.exit(0), 50); };
+    const leaveWhenDone = () => { if (closing && busy === 0) setTimeout(() => { if (busy === 0) process.exit(0); }, 50); };
     const idle = () => {
         if (idleTimer) clearTimeout(idleTimer);
         idleTimer = busy === 0 ? setTimeout(() => shutdown("idle"), idleMs) : undefined;
@@ -169,7 +194,9 @@ async function serve(dir: string): Promise<void> {
         if (closing) return;
         let w: ChildProcess;
         try {
-            w = fork(__filename, ["worker"], { cwd: dir, stdio: ["ignore", "ignore", "ignore", "ipc"], serialization: "json" });
+            // Each in a process group of its own: a step that goes (its client gone) takes what it
+            // started with it. What a worker writes past its step's relay goes to runner.log.
+            w = fork(__filename, ["worker"], { cwd: dir, stdio: ["ignore", "ignore", logFd, "ipc"], serialization: "json", detached: true });
         } catch (e) {
             shutdown(`cannot start a worker: ${(e as Error).message}`);
             return;
@@ -191,6 +218,7 @@ async function serve(dir: string): Promise<void> {
             if (!("ready" in m)) return;
             ready = true;
             starting -= 1;
+            log(dir, `worker ${w.pid} ready`);
             if (pendingPrepare) {
                 w.send(pendingPrepare);
                 pendingPrepare = undefined;
@@ -206,6 +234,8 @@ async function serve(dir: string): Promise<void> {
         if (spares[0]) spares[0].send(m);
         else pendingPrepare = m;
     };
+    /** A step was given out (or told to run directly): a connection prepared later would be for nobody. */
+    const forgetPrepare = () => { pendingPrepare = undefined; };
 
     /** Spares back to SPARES (and one per waiting step). Forking blocks this process ~10 ms: after a job is handed over. */
     const replenish = () => {
@@ -213,9 +243,9 @@ async function serve(dir: string): Promise<void> {
     };
     /** A spare for a step; undefined when none is ready within WORKER_WAIT_MS or the runner is leaving. */
     const take = () => new Promise<ChildProcess | undefined>((resolve) => {
+        if (closing) return resolve(undefined);
         const w = spares.shift();
         if (w) return resolve(w);
-        if (closing) return resolve(undefined);
         const waiter = (x: ChildProcess | undefined) => { clearTimeout(timer); resolve(x); };
         const timer = setTimeout(() => {
             waiting.splice(waiting.indexOf(waiter), 1);
@@ -230,27 +260,43 @@ async function serve(dir: string): Promise<void> {
         socket.on("error", () => undefined);
         let buf = Buffer.alloc(0);
         let greeted = false;
+        let dispatched = false;
         const timer = setTimeout(() => socket.destroy(), 10_000);
+        // From the hello on, the runner does not leave before this client has its answer.
+        let counted = false;
+        const release = () => {
+            if (!counted) return;
+            counted = false;
+            busy -= 1;
+            idle();
+            leaveWhenDone();
+        };
+        socket.on("close", () => { if (!dispatched) release(); });
         const onData = (d: Buffer) => {
             buf = Buffer.concat([buf, d]);
             let req: Request | undefined;
             try {
-                if (buf.length > MAX_REQUEST_BYTES) throw new Error("request too large");
                 if (!greeted) {
+                    // Before its hello a client has sent 49 bytes: anything longer is not one.
+                    if (buf.length > 256) throw new Error("not a client of this runner");
                     const nl = buf.indexOf(0x0a);
                     if (nl < 0) return;
                     if (!equal(buf.subarray(0, nl).toString("utf8"), hello)) throw new Error("not a client of this runner");
                     greeted = true;
+                    counted = true;
+                    busy += 1;
+                    idle();
                     buf = buf.subarray(nl + 1);
                     socket.write(`${proof}\n`);
                 }
+                if (buf.length > MAX_REQUEST_BYTES) throw new Error("request too large");
                 // A whole request ends with the empty entry's NUL.
                 req = buf.length > 0 && buf[buf.length - 1] === 0 ? parseRequest(buf) : undefined;
                 // Not all there yet: answer at once, so that the client's system sends the rest now.
                 // Bash writes a request in several writes; Nagle's algorithm holds each small one
                 // until the last is acknowledged, and a receiver that sends nothing acknowledges
                 // only after its delayed-ACK timer (40 ms on Linux): 40 ms per step, measured.
-                if (!req && greeted) socket.write("a\n");
+                if (!req) socket.write("a\n");
             } catch {
                 socket.destroy();
                 return;
@@ -258,37 +304,43 @@ async function serve(dir: string): Promise<void> {
             if (!req) return;
             socket.off("data", onData);
             clearTimeout(timer);
-            void runJob(socket, req);
+            dispatched = true;
+            void runJob(socket, req, release);
         };
         socket.on("data", onData);
     };
 
-    const runJob = async (socket: net.Socket, req: Request) => {
-        busy += 1;
-        idle();
-        const w = await take();
-        if (!w || socket.destroyed) {
-            // No worker (none started in time, or the runner is leaving): nothing of the step ran,
-            // so its client runs it directly. A client that left meanwhile: the worker stays a spare.
-            if (w) spares.push(w);
-            else socket.end("d\n");
-            busy -= 1;
-            idle();
-            leaveWhenDone();
+    const runJob = async (socket: net.Socket, req: Request, release: () => void) => {
+        const differ = startTimeDifferences(req.env, process.env);
+        if (differ.length > 0) {
+            log(dir, `step ${req.step}: run directly (its ${differ.join(", ")} differ from the workers')`);
+            socket.end("d\n");
+            release();
             return;
         }
+        const w = await take();
+        forgetPrepare();
+        if (!w || socket.destroyed) {
+            // No worker (none ready in time, or the runner is leaving): nothing of the step ran,
+            // so its client runs it directly. A client that left meanwhile: the worker stays a spare.
+            if (w) spares.unshift(w);
+            else socket.end("d\n");
+            release();
+            return;
+        }
+        working.add(w);
         const out = new LineFramer("1", (f) => socket.write(f));
         const err = new LineFramer("2", (f) => socket.write(f));
+        let started = false;
         let status: number | undefined;
         let clientGone = false;
-        const onClose = () => {
+        socket.on("close", () => {
             // The client is gone before its step ended (its Command killed or cancelled): so is its
-            // step, as a killed step program.
+            // step, with what it started, as a killed step program.
             if (status !== undefined) return;
             clientGone = true;
-            w.kill("SIGKILL");
-        };
-        socket.on("close", onClose);
+            killGroup(w);
+        });
         const end = (code: number) => {
             if (status !== undefined) return;
             status = code;
@@ -300,7 +352,10 @@ async function serve(dir: string): Promise<void> {
         // The worker's status ends the step at once: everything it printed came before it (IPC
         // keeps order), and the worker has nothing left but to exit.
         w.on("message", (m: FromWorker) => {
-            if ("out" in m) (m.out === 1 ? out : err).push(m.data);
+            if ("started" in m) {
+                started = true;
+                socket.write("s\n");
+            } else if ("out" in m) (m.out === 1 ? out : err).push(m.data);
             else if ("exit" in m) {
                 end(m.exit);
                 // After a migration step the next step starts where it did (the next migration
@@ -310,16 +365,20 @@ async function serve(dir: string): Promise<void> {
                 if (m.connected && req.step === "migrations") prepareNext({ prepare: m.connected, cwd: req.cwd });
             }
         });
-        w.once("exit", (code, signal) => {
-            busy -= 1;
-            idle();
-            leaveWhenDone();
-            // Killed (a crash test's kill point, the OOM killer) or crashed: what a shell reports.
-            end(signal ? 128 + (({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGSEGV: 11, SIGABRT: 6 } as Record<string, number>)[signal] ?? 1) : code ?? 1);
-        });
         const t = Date.now();
         log(dir, `step ${req.step} in worker ${w.pid} starts`);
-        w.once("exit", () => log(dir, `step ${req.step} in worker ${w.pid}: exit ${status} after ${((Date.now() - t) / 1000).toFixed(2)}s${clientGone ? " (its client went away)" : ""}`));
+        w.once("exit", (code, signal) => {
+            working.delete(w);
+            release();
+            if (!started && !clientGone && status === undefined) {
+                // Died before its step began (nothing of it ran): the client runs it directly.
+                status = -1;
+                socket.end("d\n");
+            }
+            // Killed (a crash test's kill point, the OOM killer) or crashed: what a shell reports.
+            end(signal ? 128 + (({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGSEGV: 11, SIGABRT: 6 } as Record<string, number>)[signal] ?? 1) : code ?? 1);
+            log(dir, `step ${req.step} in worker ${w.pid}: ${status === -1 ? "not started, run directly" : `exit ${status}`} after ${((Date.now() - t) / 1000).toFixed(2)}s${clientGone ? " (its client went away)" : ""}`);
+        });
         w.send({ job: { step: req.step, cwd: req.cwd, env: req.env } } satisfies ToWorker);
         setImmediate(replenish);
     };
@@ -358,7 +417,7 @@ function work(): void {
     const send = (m: FromWorker) => { if (process.connected) process.send?.(m); };
     // The runner gone: before a step, nothing will come; during one, its client's connection went
     // with the runner, so the step goes too, as a killed step program.
-    process.on("disconnect", () => process.kill(process.pid, "SIGKILL"));
+    process.on("disconnect", () => process.kill(-process.pid, "SIGKILL"));
     let given = false;
     process.on("message", (m: ToWorker) => {
         if ("prepare" in m) {
@@ -371,6 +430,7 @@ function work(): void {
         }
         if (given) return; // one step per worker
         given = true;
+        send({ started: true });
         const { step, cwd, env } = m.job;
         // Only a migration step or verify starts with the prepared connection; any other step
         // starts once it is closed (a step that checks the database's sessions must see none of ours).
@@ -389,6 +449,13 @@ function work(): void {
             }) as typeof process.stdout.write;
             process.stdout.write = forward(1);
             process.stderr.write = forward(2);
+            // What Node prints for a step program that throws outside its promise, and its status.
+            const fatal = (e: unknown) => {
+                process.stderr.write(`${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+                process.send?.({ exit: 1 } satisfies FromWorker, () => process.exit(1));
+            };
+            process.on("uncaughtException", fatal);
+            process.on("unhandledRejection", fatal);
             return main.runStepProgram(step);
         }).then((code) => {
             // What a step does at its exit (the crash test's count) is done before its status is sent.
@@ -420,5 +487,12 @@ async function warmUp(): Promise<void> {
 
 if (require.main === module) {
     if (process.argv[2] === "worker") work();
-    else void serve(__dirname).catch((e: Error) => { log(__dirname, `failed: ${e.message}`); process.exit(1); });
+    else if (process.argv[2] === "serve") void serve(__dirname).catch((e: Error) => { log(__dirname, `failed: ${e.message}`); process.exit(1); });
+    else {
+        // Started by a step's client: the runner itself in a session of its own, so that no
+        // terminal's Ctrl-C or hang-up (of the `pulumi up` that happened to start it) reaches it,
+        // its workers or another run's steps.
+        const logFd = fs.openSync(path.join(__dirname, RUNNER_FILES.log), "a", 0o600);
+        spawn(process.execPath, [__filename, "serve"], { detached: true, stdio: ["ignore", logFd, logFd], env: process.env }).unref();
+    }
 }

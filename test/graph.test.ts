@@ -303,7 +303,7 @@ describe("secrets", () => {
                 if (!/^(stop|start|status)-|^database-superuser$/.test(name)) assert.equal(env.KONG_PG_PASSWORD, "[secret]", `${name}: the password travels as a secret`);
                 else assert.equal(env.KONG_PG_PASSWORD, undefined, `${name} needs no password`);
                 assert.deepEqual(c.additionalSecretOutputs.sort(), ["stderr", "stdout"], `${name}: outputs secret`);
-                assert.match(String(c.inputs.create), /^node build\/step-programs\/steps\/main\.js [a-z-]+$/);
+                assert.match(String(c.inputs.create), /^exec env -u BASH_ENV -u POSIXLY_CORRECT bash build\/step-programs\/steps\/run-step\.sh [a-z-]+$/);
             }
         }
         assert.ok(steadyUpdate.ok && !JSON.stringify(steadyUpdate.outputs).includes(PASSWORD));

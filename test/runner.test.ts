@@ -58,7 +58,7 @@ function privateBuild(): string {
     return dir;
 }
 
-const client = (dir: string, step: string) => ["/bin/sh", "-c", `exec bash ${path.join(dir, "steps", "run-step.sh")} ${step}`];
+const client = (dir: string, step: string) => ["/bin/sh", "-c", `exec env -u BASH_ENV -u POSIXLY_CORRECT bash ${path.join(dir, "steps", "run-step.sh")} ${step}`];
 const direct = (dir: string, step: string) => [process.execPath, path.join(dir, "steps", "main.js"), step];
 const info = (dir: string) => path.join(dir, "steps", "runner.info");
 const runnerLog = (dir: string) => { try { return readFileSync(path.join(dir, "steps", "runner.log"), "utf8"); } catch { return ""; } };
@@ -74,14 +74,14 @@ async function until(what: string | (() => string), cond: () => boolean, ms = 15
 }
 
 /** Starts the runner the way a step does (its first step runs directly), and waits until it answers. */
-async function warm(dir: string, env: Record<string, string> = {}): Promise<number> {
+async function warm(dir: string, env: Record<string, string> = {}, workersReady = true): Promise<number> {
     const r = await runStep({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 }, { password: "", argv: client(dir, "stop"), env });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /started the step runner for the steps after this one/);
     await until("runner.info written", () => existsSync(info(dir)));
     const pid = runnerPid(dir)!;
     // Its spares loaded: the first step through it then takes one at once.
-    await new Promise((r) => setTimeout(r, 1500));
+    if (workersReady) await until("two workers ready", () => (runnerLog(dir).match(/worker \d+ ready/g) ?? []).length >= 2, 30_000);
     return pid;
 }
 
@@ -286,7 +286,7 @@ describe("the runner's life", () => {
             // Workers that never get ready: one module a worker loads (and this step does not) blocks.
             writeFileSync(path.join(dir, "steps", "canary.js"), "Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000);\n");
             const kong = fakeKong(dir, "counted", "echo ran >> '" + path.join(dir, "runs") + "'; exit 3");
-            await warm(dir);
+            await warm(dir, {}, false);
             const t = Date.now();
             const r = await runStep(bootstrapSpec(), { password: "unused", argv: client(dir, "bootstrap"), env: { KONG_UPGRADE_KONG_COMMAND: kong.command } });
             const seconds = (Date.now() - t) / 1000;
@@ -301,10 +301,37 @@ describe("the runner's life", () => {
         }
     });
 
+    it("a runner.info whose runner is gone: the step runs directly and starts another, whatever the user's bash settings", async () => {
+        const dir = privateBuild();
+        try {
+            // A port nothing listens on, and a user's BASH_ENV that prints, and POSIX mode (where a
+            // failed connection would end the script): the Command's line keeps both away.
+            const closed = await new Promise<number>((resolve) => {
+                const srv = net.createServer().listen(0, "127.0.0.1", () => {
+                    const port = (srv.address() as net.AddressInfo).port;
+                    srv.close(() => resolve(port));
+                });
+            });
+            writeFileSync(info(dir), `${closed} ${"1".repeat(48)} ${"2".repeat(48)} 999999\n`);
+            const rc = path.join(dir, "bashrc");
+            writeFileSync(rc, "echo from-the-users-BASH_ENV\n");
+            const r = await runStep({ step: "stop", cluster: { stack: "", version: "", nodes: [] }, drainSeconds: 0 },
+                { password: "", argv: client(dir, "stop"), env: { BASH_ENV: rc, POSIXLY_CORRECT: "1" } });
+            assert.equal(r.code, 0, r.stderr);
+            assert.ok(r.result, "the step ran directly");
+            assert.doesNotMatch(r.stdout, /from-the-users-BASH_ENV/);
+            assert.match(r.stderr, /started the step runner/);
+            await until("a new runner", () => (runnerPid(dir) ?? 999999) !== 999999);
+        } finally {
+            await stopRunner(dir);
+        }
+    });
+
     it("two runners started at once: one stays, and it answers", async () => {
         const dir = privateBuild();
         try {
-            const start = () => spawn(process.execPath, [path.join(dir, "steps", "runner.js")], { stdio: "ignore", env: { PATH: process.env.PATH ?? "" } });
+            // The runner itself, as its launcher starts it (`serve`), twice at once.
+            const start = () => spawn(process.execPath, [path.join(dir, "steps", "runner.js"), "serve"], { stdio: "ignore", env: { PATH: process.env.PATH ?? "" } });
             const a = start();
             const b = start();
             const gone = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null;
@@ -336,28 +363,46 @@ describe("connections kept between reads and between steps", () => {
     it("a step takes the connection prepared for it only when it is to the same database, role and password, and answers", async () => {
         const t = await server.kongDatabase("prepared");
         const other = await server.kongDatabase("prepared-other");
-        const cases: Array<{ name: string; prepare: () => void; connectTo: () => Promise<Client>; takes: boolean; kill?: boolean }> = [
-            { name: "same target", prepare: () => db.prepareConnection({ db: t.db, password: t.password, database: t.db.database }), connectTo: () => db.connect(t.db, t.password), takes: true },
-            { name: "another database", prepare: () => db.prepareConnection({ db: t.db, password: t.password, database: t.db.database }), connectTo: () => db.connect(other.db, other.password), takes: false },
-            { name: "the server ended it meanwhile", prepare: () => db.prepareConnection({ db: t.db, password: t.password, database: t.db.database }), connectTo: () => db.connect(t.db, t.password), takes: false, kill: true },
+        const target = { db: t.db, password: t.password, database: t.db.database };
+        /** The server process of the connection prepared now: the one of the role that appears. */
+        const preparedPid = async (before: number[]) => {
+            let pid: number | undefined;
+            for (let i = 0; i < 100 && pid === undefined; i++) {
+                const admin = await server.admin();
+                const rows = (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE usename = $1 AND state = 'idle'", [t.db.user])).rows;
+                await admin.end();
+                pid = rows.map((r) => r.pid).find((p) => !before.includes(p));
+                if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
+            }
+            return pid;
+        };
+        const cases: Array<{ name: string; connect: () => Promise<Client>; takes: boolean; kill?: boolean; fails?: RegExp }> = [
+            { name: "same target", connect: () => db.connect(t.db, t.password), takes: true },
+            { name: "another database", connect: () => db.connect(other.db, other.password), takes: false },
+            { name: "the same database with another password", connect: () => db.connect(t.db, "not-the-password"), takes: false, fails: /password authentication failed/ },
+            { name: "the server ended it meanwhile", connect: () => db.connect(t.db, t.password), takes: false, kill: true },
         ];
         for (const c of cases) {
-            c.prepare();
-            // The prepared connection's server process, seen from the server: the newest one of the role.
-            await new Promise((r) => setTimeout(r, 300));
-            const admin = await server.admin();
-            const prepared = (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE usename = $1 ORDER BY backend_start DESC LIMIT 1", [t.db.user])).rows[0]?.pid;
-            await admin.end();
-            assert.ok(prepared, `${c.name}: a connection was prepared`);
-            if (c.kill) await terminate(prepared);
-            const got = await c.connectTo();
-            try {
-                assert.equal((await pidOf(got)) === prepared, c.takes, c.name);
-                assert.equal((await got.query("SELECT 1 AS one")).rows[0].one, 1, `${c.name}: the connection works`);
-            } finally {
-                await got.end();
+            db.prepareConnection(target);
+            const pid = await preparedPid([]);
+            assert.ok(pid, `${c.name}: a connection was prepared`);
+            if (c.kill) await terminate(pid);
+            if (c.fails) {
+                await assert.rejects(c.connect(), c.fails, c.name);
+            } else {
+                const got = await c.connect();
+                try {
+                    assert.equal((await pidOf(got)) === pid, c.takes, c.name);
+                    assert.equal((await got.query("SELECT 1 AS one")).rows[0].one, 1, `${c.name}: the connection works`);
+                } finally {
+                    await got.end();
+                }
             }
-            // A prepared connection not taken is closed after its time; this one may stay until the process ends.
+            // The next case starts with none prepared, and none of this one left.
+            await db.dropPreparedConnection();
+            const admin = await server.admin();
+            await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", [t.db.user]);
+            await admin.end();
         }
     });
 

@@ -29,9 +29,18 @@ export function crashPoint(): void {
     if (after > 0 && passed === after) process.kill(process.pid, "SIGKILL");
 }
 
+let uncounted: ((this: unknown, ...args: never[]) => unknown) | undefined;
+
+/** A statement that is not a kill point: a step runner's work between steps (a prepared connection), not the step's. */
+export function uncountedQuery(client: object, text: string): Promise<unknown> {
+    const q = uncounted ?? (client as { query: (t: string) => Promise<unknown> }).query;
+    return (q as (this: unknown, t: string) => Promise<unknown>).call(client, text);
+}
+
 /** Makes every statement a client sends a kill point (pg's Client.query, promise form). */
 export function instrumentQueries(proto: { query: (...args: never[]) => unknown }): void {
     const original = proto.query;
+    uncounted = original;
     proto.query = function (this: unknown, ...args: never[]) {
         const r = original.apply(this, args);
         if (r && typeof (r as Promise<unknown>).then === "function") {

@@ -6,7 +6,7 @@ import { Client, ClientConfig } from "pg";
 import { ConnectionOptions } from "tls";
 import { DbTarget } from "./spec";
 import { StepError, progress, sleep } from "./log";
-import { instrumentQueries } from "./crash";
+import { instrumentQueries, uncountedQuery } from "./crash";
 import { fitName } from "./snapshots";
 
 instrumentQueries(Client.prototype as unknown as { query: (...args: never[]) => unknown });
@@ -40,63 +40,82 @@ export function quoteLiteral(text: string): string {
 export interface ConnectTarget { db: DbTarget; password: string; database: string }
 
 let lastTarget: ConnectTarget | undefined;
-let prepared: { key: string; client: Promise<Client>; timer: NodeJS.Timeout } | undefined;
+/** The connection opened ahead; `ready` settles within PREPARED_WAIT_MS of being asked for (see settle). */
+let prepared: { key: string; client: Client; ready: Promise<boolean>; timer: NodeJS.Timeout } | undefined;
 const targetKey = (t: ConnectTarget) => createHash("sha256").update(JSON.stringify([t.db, t.database, t.password])).digest("hex");
+/** How long a step waits for a prepared connection (to open, to answer, to close) before going on without it. */
+const PREPARED_WAIT_MS = 1000;
 
 /** The first connection this step opened to Kong's database (undefined: none). */
 export function lastConnectTarget(): ConnectTarget | undefined {
     return lastTarget;
 }
 
-/**
- * Opens, ahead of its step, the connection the step will most likely open first: the previous
- * step's (a step runner's worker, between two migration steps; steps/runner.ts). connect() takes
- * it when its target and password are the same, and checks that it answers. Closed after
- * `keepMs` unused: an idle connection is not held for long.
- */
-export function prepareConnection(t: ConnectTarget, keepMs = 60_000): void {
-    if (prepared) return;
-    // With the gate read's first query run once: the new server process then has the catalog it
-    // reads loaded (a fresh one takes ~8 ms over it). Read only.
-    const client = connectFresh(t.db, t.password, t.database).then(async (c) => {
-        c.on("error", () => undefined);
-        await c.query("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema AND table_name = 'schema_meta'");
-        return c;
-    });
-    client.catch(() => undefined);
-    const timer = setTimeout(() => {
-        prepared = undefined;
-        client.then((c) => c.end(), () => undefined).catch(() => undefined);
-    }, keepMs);
-    timer.unref();
-    prepared = { key: targetKey(t), client, timer };
+/** Ends a client without waiting on the server: a connection that hangs must not hold anyone. */
+function abandon(c: Client): void {
+    c.end().catch(() => undefined);
+    (c as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream?.destroy?.();
 }
 
-/** Closes the prepared connection, if any, and resolves once the server has let it go (1 s at most). */
+/**
+ * Opens, ahead of its step, the connection the step will most likely open first: after a
+ * migration step, the next migration step's gate read (a step runner's worker between two
+ * steps; steps/runner.ts). The gate read's queries run once on it (read only): a new server
+ * process takes 10–13 ms over `information_schema` the first two times, about 1 ms after.
+ * connect() takes it when its target and password are the same and it answers. Closed after
+ * `keepMs` unused. Its statements are not kill points (steps/lib/crash.ts): they are not the step's.
+ */
+export function prepareConnection(t: ConnectTarget, keepMs = 15_000): void {
+    if (prepared) return;
+    let client: Client;
+    try {
+        client = newClient(t.db, t.password, t.database);
+    } catch {
+        return; // a CA file that cannot be read: the step will say so itself
+    }
+    client.on("error", () => undefined);
+    const ready = (async () => {
+        await client.connect();
+        if (t.db.schema && t.database === t.db.database) await uncountedQuery(client, `SET search_path TO ${quoteIdent(t.db.schema)}`);
+        for (let i = 0; i < 2; i++) await uncountedQuery(client, "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema AND table_name = 'schema_meta'");
+        await uncountedQuery(client, "SELECT subsystem, last_executed, executed, pending FROM schema_meta WHERE key = 'schema_meta'").catch(() => undefined);
+        return true;
+    })().catch(() => {
+        abandon(client);
+        return false;
+    });
+    const timer = setTimeout(() => {
+        if (prepared?.client === client) prepared = undefined;
+        abandon(client);
+    }, keepMs);
+    timer.unref();
+    prepared = { key: targetKey(t), client, ready, timer };
+}
+
+/** `p` or false after PREPARED_WAIT_MS. */
+const settle = (p: Promise<boolean>) => Promise.race([p, new Promise<boolean>((r) => setTimeout(() => r(false), PREPARED_WAIT_MS).unref())]);
+
+/** Closes the prepared connection, if any, and resolves once the server has let it go (PREPARED_WAIT_MS at most, then cut). */
 export async function dropPreparedConnection(): Promise<void> {
     const p = prepared;
     prepared = undefined;
     if (!p) return;
     clearTimeout(p.timer);
-    const c = await p.client.catch(() => undefined);
-    if (!c) return;
-    await Promise.race([c.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+    if (await settle(p.ready)) {
+        const ended = await settle(p.client.end().then(() => true, () => false));
+        if (ended) return;
+    }
+    abandon(p.client);
 }
 
-/** The prepared connection, when it is to this target and answers within a second. */
+/** The prepared connection, when it is to this target, opened in time and answers. */
 async function takePrepared(t: ConnectTarget): Promise<Client | undefined> {
     if (!prepared || prepared.key !== targetKey(t)) return undefined;
     const p = prepared;
     prepared = undefined;
     clearTimeout(p.timer);
-    const c = await p.client.catch(() => undefined);
-    if (!c) return undefined;
-    const answered = await Promise.race([
-        c.query("SELECT 1").then(() => true, () => false),
-        new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
-    ]);
-    if (answered) return c;
-    c.end().catch(() => undefined);
+    if (await settle(p.ready) && await settle(uncountedQuery(p.client, "SELECT 1").then(() => true, () => false))) return p.client;
+    abandon(p.client);
     return undefined;
 }
 
@@ -109,13 +128,17 @@ export async function connect(db: DbTarget, password: string, database = db.data
     return c;
 }
 
-async function connectFresh(db: DbTarget, password: string, database: string): Promise<Client> {
-    const client = new Client({
+function newClient(db: DbTarget, password: string, database: string): Client {
+    return new Client({
         host: db.host, port: db.port, user: db.user, password, database,
         ssl: tlsOptions(db),
         connectionTimeoutMillis: 10_000,
         application_name: "kong-upgrade",
     });
+}
+
+async function connectFresh(db: DbTarget, password: string, database: string): Promise<Client> {
+    const client = newClient(db, password, database);
     try {
         await client.connect();
     } catch (e) {

@@ -59,12 +59,15 @@ function containerState(name: string, s: DockerState, labels: Record<string, str
 /**
  * State of a container, or undefined when it does not exist. `timeoutSeconds`: 0 waits as long as
  * docker does. Through the engine's socket where it is local (no CLI start: the stop step's
- * check after `docker stop` is in the downtime window), else, or when it does not answer plainly, the CLI.
+ * check after `docker stop` is in the downtime window), else, when it does not answer plainly, or
+ * when it says there is no such container, the CLI.
  */
 export async function inspectContainer(name: string, endpoint?: DockerEndpoint, timeoutSeconds = 0): Promise<ContainerState | undefined> {
     const socket = localDockerSocket(endpoint);
     const viaApi = socket && existsSync(socket) ? await containerFromSocket(socket, name, timeoutSeconds > 0 ? timeoutSeconds * 1000 : 10_000) : undefined;
-    if (viaApi !== undefined) return viaApi === "absent" ? undefined : viaApi;
+    // "Absent" is confirmed by the CLI: the engine on the socket may not be the one the CLI uses
+    // (podman-docker, a wrapper), and a node taken for absent would not be stopped.
+    if (viaApi !== undefined && viaApi !== "absent") return viaApi;
     // One field a line: JSON has no raw newline, while a health check's output may hold any other separator.
     const r = await docker(["container", "inspect", "--format", "{{json .State}}\n{{json .Config.Labels}}\n{{.RestartCount}}", name], {}, timeoutSeconds, endpoint);
     if (r.code !== 0) {
@@ -202,7 +205,8 @@ export async function containerFromSocket(socket: string, name: string, timeoutM
 export async function imageId(image: string, endpoint: DockerEndpoint | undefined): Promise<string | undefined> {
     const socket = localDockerSocket(endpoint);
     const viaApi = socket && existsSync(socket) ? await imageIdFromSocket(socket, image) : undefined;
-    if (viaApi !== undefined) return viaApi === "absent" ? undefined : viaApi;
+    // "Absent" is confirmed by the CLI, as for containers.
+    if (viaApi !== undefined && viaApi !== "absent") return viaApi;
     const r = await docker(["image", "inspect", "-f", "{{.Id}}", image], {}, 60, endpoint);
     return r.code === 0 ? r.stdout.trim() || undefined : undefined;
 }
