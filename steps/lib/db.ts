@@ -92,8 +92,8 @@ export function prepareConnection(t: ConnectTarget, keepMs = 15_000): void {
     prepared = { key: targetKey(t), client, ready, timer };
 }
 
-/** `p` or false after PREPARED_WAIT_MS. */
-const settle = (p: Promise<boolean>) => Promise.race([p, new Promise<boolean>((r) => setTimeout(() => r(false), PREPARED_WAIT_MS).unref())]);
+/** `p` or false after `ms`. */
+const settle = (p: Promise<boolean>, ms = PREPARED_WAIT_MS) => Promise.race([p, new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
 
 /** Closes the prepared connection, if any, and resolves once the server has let it go (PREPARED_WAIT_MS at most, then cut). */
 export async function dropPreparedConnection(): Promise<void> {
@@ -114,7 +114,9 @@ async function takePrepared(t: ConnectTarget): Promise<Client | undefined> {
     const p = prepared;
     prepared = undefined;
     clearTimeout(p.timer);
-    if (await settle(p.ready) && await settle(uncountedQuery(p.client, "SELECT 1").then(() => true, () => false))) return p.client;
+    // Still opening: it began before a new one would, so it is waited for, up to the time a new
+    // one may take to connect (a server that does not answer at all fails both).
+    if (await settle(p.ready, 10_000) && await settle(uncountedQuery(p.client, "SELECT 1").then(() => true, () => false))) return p.client;
     abandon(p.client);
     return undefined;
 }
