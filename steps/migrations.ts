@@ -11,7 +11,7 @@ import { StepError, progress } from "./lib/log";
 import { CATALOG_ENV, KongRun, StepSpec } from "./lib/spec";
 import { LearntCatalog, classify, describeState, learntCatalogFor, learntCatalogs, readMigrationRows, usableCatalog } from "./lib/migrationstate";
 import { Client } from "pg";
-import { connect } from "./lib/db";
+import { connect, endWithoutWaiting } from "./lib/db";
 import { databasePassword } from "./lib/secrets";
 
 type Migrations = Extract<StepSpec, { step: "migrations" }>;
@@ -153,10 +153,7 @@ export class SchemaMetaReads {
     close(): void {
         const c = this.held;
         this.held = undefined;
-        if (!c) return;
-        c.end().catch(() => undefined);
-        // end() waits for the server's goodbye; a dropped connection never sends it.
-        (c as unknown as { connection?: { stream?: { destroy?: () => void; unref?: () => void } } }).connection?.stream?.unref?.();
+        if (c) endWithoutWaiting(c);
     }
 }
 

@@ -7,6 +7,7 @@ import { ConnectionOptions } from "tls";
 import { DbTarget } from "./spec";
 import { StepError, progress, sleep } from "./log";
 import { instrumentQueries, uncountedQuery } from "./crash";
+import { SCHEMA_META_EXISTS_SQL, SCHEMA_META_ROWS_SQL } from "./migrationstate";
 import { fitName } from "./snapshots";
 
 instrumentQueries(Client.prototype as unknown as { query: (...args: never[]) => unknown });
@@ -51,11 +52,19 @@ export function lastConnectTarget(): ConnectTarget | undefined {
     return lastTarget;
 }
 
-/** Ends a client without waiting on the server: a connection that hangs must not hold anyone. */
-function abandon(c: Client): void {
+type ClientSocket = { connection?: { stream?: { destroy?: () => void; unref?: () => void } } };
+
+/**
+ * Ends a client without waiting on the server: end() waits for its goodbye, which a dropped
+ * connection never sends. `cut`: close the socket at once (a connection that hangs must not hold
+ * anyone); else let a healthy goodbye finish without holding the process.
+ */
+export function endWithoutWaiting(c: Client, cut = false): void {
     c.end().catch(() => undefined);
-    (c as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream?.destroy?.();
+    const socket = (c as unknown as ClientSocket).connection?.stream;
+    if (cut) socket?.destroy?.(); else socket?.unref?.();
 }
+const abandon = (c: Client) => endWithoutWaiting(c, true);
 
 /**
  * Opens, ahead of its step, the connection the step will most likely open first: after a
@@ -77,8 +86,8 @@ export function prepareConnection(t: ConnectTarget, keepMs = 15_000): void {
     const ready = (async () => {
         await client.connect();
         if (t.db.schema && t.database === t.db.database) await uncountedQuery(client, `SET search_path TO ${quoteIdent(t.db.schema)}`);
-        for (let i = 0; i < 2; i++) await uncountedQuery(client, "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema AND table_name = 'schema_meta'");
-        await uncountedQuery(client, "SELECT subsystem, last_executed, executed, pending FROM schema_meta WHERE key = 'schema_meta'").catch(() => undefined);
+        for (let i = 0; i < 2; i++) await uncountedQuery(client, SCHEMA_META_EXISTS_SQL);
+        await uncountedQuery(client, SCHEMA_META_ROWS_SQL).catch(() => undefined);
         return true;
     })().catch(() => {
         abandon(client);

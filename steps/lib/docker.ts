@@ -57,17 +57,26 @@ function containerState(name: string, s: DockerState, labels: Record<string, str
 }
 
 /**
+ * What the engine's socket says, where the CLI would use a local one; undefined to ask the CLI:
+ * elsewhere, when it does not answer plainly, and when it says "absent" (the engine on the socket
+ * may not be the one the CLI uses, podman-docker or a wrapper, and a node taken for absent would
+ * not be stopped).
+ */
+async function fromSocket<T>(endpoint: DockerEndpoint | undefined, ask: (socket: string) => Promise<T | "absent" | undefined>): Promise<T | undefined> {
+    const socket = localDockerSocket(endpoint);
+    const answer = socket && existsSync(socket) ? await ask(socket) : undefined;
+    return answer === "absent" ? undefined : answer;
+}
+
+/**
  * State of a container, or undefined when it does not exist. `timeoutSeconds`: 0 waits as long as
  * docker does. Through the engine's socket where it is local (no CLI start: the stop step's
  * check after `docker stop` is in the downtime window), else, when it does not answer plainly, or
  * when it says there is no such container, the CLI.
  */
 export async function inspectContainer(name: string, endpoint?: DockerEndpoint, timeoutSeconds = 0): Promise<ContainerState | undefined> {
-    const socket = localDockerSocket(endpoint);
-    const viaApi = socket && existsSync(socket) ? await containerFromSocket(socket, name, timeoutSeconds > 0 ? timeoutSeconds * 1000 : 10_000) : undefined;
-    // "Absent" is confirmed by the CLI: the engine on the socket may not be the one the CLI uses
-    // (podman-docker, a wrapper), and a node taken for absent would not be stopped.
-    if (viaApi !== undefined && viaApi !== "absent") return viaApi;
+    const viaApi = await fromSocket(endpoint, (socket) => containerFromSocket(socket, name, timeoutSeconds > 0 ? timeoutSeconds * 1000 : 10_000));
+    if (viaApi !== undefined) return viaApi;
     // One field a line: JSON has no raw newline, while a health check's output may hold any other separator.
     const r = await docker(["container", "inspect", "--format", "{{json .State}}\n{{json .Config.Labels}}\n{{.RestartCount}}", name], {}, timeoutSeconds, endpoint);
     if (r.code !== 0) {
@@ -203,10 +212,8 @@ export async function containerFromSocket(socket: string, name: string, timeoutM
 
 /** An image's id on `endpoint` (undefined: absent), through the engine's socket where it is local, else the CLI. */
 export async function imageId(image: string, endpoint: DockerEndpoint | undefined): Promise<string | undefined> {
-    const socket = localDockerSocket(endpoint);
-    const viaApi = socket && existsSync(socket) ? await imageIdFromSocket(socket, image) : undefined;
-    // "Absent" is confirmed by the CLI, as for containers.
-    if (viaApi !== undefined && viaApi !== "absent") return viaApi;
+    const viaApi = await fromSocket(endpoint, (socket) => imageIdFromSocket(socket, image));
+    if (viaApi !== undefined) return viaApi;
     const r = await docker(["image", "inspect", "-f", "{{.Id}}", image], {}, 60, endpoint);
     return r.code === 0 ? r.stdout.trim() || undefined : undefined;
 }

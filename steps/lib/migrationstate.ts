@@ -108,11 +108,15 @@ export function classify(rows: SchemaMetaRow[] | undefined, catalog: Catalog): C
     return out;
 }
 
+/** The gate read's statements: whether `schema_meta` exists as Kong looks for it, then its rows. */
+export const SCHEMA_META_EXISTS_SQL = "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema AND table_name = 'schema_meta'";
+export const SCHEMA_META_ROWS_SQL = "SELECT subsystem, last_executed, executed, pending FROM schema_meta WHERE key = 'schema_meta'";
+
 /** The rows Kong reads, or undefined where Kong would say the database needs bootstrapping. */
 export async function readMigrationRows(c: Client): Promise<SchemaMetaRow[] | undefined> {
-    const t = await c.query("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema AND table_name = 'schema_meta'");
+    const t = await c.query(SCHEMA_META_EXISTS_SQL);
     if ((t.rowCount ?? 0) === 0) return undefined;
-    const r = await c.query<SchemaMetaRow>("SELECT subsystem, last_executed, executed, pending FROM schema_meta WHERE key = 'schema_meta'");
+    const r = await c.query<SchemaMetaRow>(SCHEMA_META_ROWS_SQL);
     return r.rows;
 }
 
